@@ -1,0 +1,578 @@
+//! The decoder session: ONNX Runtime session creation from a model folder, I/O discovery, and one
+//! forward step with the KV cache kept in ONNX Runtime buffers.
+//!
+//! Two KV modes, bitwise equal on GroupQueryAttention graphs (see the contract, §0 and §5):
+//! * **Shared** (default): each layer's key and value live in one tensor bound both as
+//!   `past_key_values.N.*` and `present.N.*` through IoBinding, so GQA appends in place and nothing
+//!   is copied per step. Unlike onnxruntime-genai, which reserves `max_length` rows up front
+//!   (3 GiB for Phi-3-mini at 4096), the buffers start at the prompt's size rounded up to a chunk
+//!   and grow by chunks, so a short chat uses little memory.
+//! * **Growing**: past = previous present, a fresh present each step. Kept for graphs whose
+//!   attention cannot write into a shared buffer.
+
+use std::{collections::BTreeSet, path::PathBuf, sync::Arc, time::Instant};
+
+use half::f16;
+use ort::{
+    memory::Allocator,
+    session::{RunOptions, Session, SessionInputValue, builder::GraphOptimizationLevel},
+    value::{DynValue, PrimitiveTensorElementType, Tensor, TensorElementType, ValueType},
+};
+
+use super::folder::ModelFolder;
+use crate::runtime::Runtime;
+
+/// Rows the shared KV buffers grow by.
+pub const KV_CHUNK_TOKENS: usize = 256;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DecoderError {
+    #[error("ONNX Runtime could not open {path}: {message}")]
+    Session { path: PathBuf, message: String },
+    #[error("the decoder graph does not match genai_config.json: {0}")]
+    Contract(String),
+    #[error("ONNX Runtime failed while running the model: {0}")]
+    Run(String),
+    #[error("stopped")]
+    Cancelled,
+}
+
+fn run_error(error: ort::Error) -> DecoderError {
+    DecoderError::Run(error.to_string())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum ElementType {
+    F32,
+    F16,
+}
+
+/// How the KV cache is kept between steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KvMode {
+    #[default]
+    Shared,
+    Growing,
+}
+
+/// Session settings a caller may choose.
+#[derive(Debug, Clone, Default)]
+pub struct DecoderSettings {
+    /// Intra-op threads; `None` = the config's value, else all physical cores.
+    pub intra_threads: Option<usize>,
+    pub kv_mode: KvMode,
+}
+
+/// What the graph looks like, discovered from the session.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DecoderIo {
+    pub input_ids: String,
+    pub attention_mask: String,
+    pub position_ids: Option<String>,
+    pub past_keys: Vec<String>,
+    pub past_values: Vec<String>,
+    pub present_keys: Vec<String>,
+    pub present_values: Vec<String>,
+    pub logits: String,
+    pub kv_heads: usize,
+    pub head_size: usize,
+    pub kv_type: ElementType,
+    pub logits_type: ElementType,
+    pub vocab_size: usize,
+    pub inputs: Vec<String>,
+    pub outputs: Vec<String>,
+}
+
+impl DecoderIo {
+    pub fn layers(&self) -> usize {
+        self.past_keys.len()
+    }
+}
+
+/// Facts shown to the user about a loaded session.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SessionFacts {
+    pub execution_providers: Vec<String>,
+    pub intra_threads: usize,
+    pub warnings: Vec<String>,
+}
+
+pub struct Decoder {
+    session: Session,
+    pub io: DecoderIo,
+    pub facts: SessionFacts,
+    run_options: Arc<RunOptions>,
+}
+
+fn element_type(ty: &ValueType, what: &str) -> Result<ElementType, DecoderError> {
+    match ty {
+        ValueType::Tensor { ty: TensorElementType::Float32, .. } => Ok(ElementType::F32),
+        ValueType::Tensor { ty: TensorElementType::Float16, .. } => Ok(ElementType::F16),
+        other => Err(DecoderError::Contract(format!("{what} has type {other:?}; expected float32 or float16 tensors"))),
+    }
+}
+
+/// The default thread count: all physical cores.
+pub fn default_intra_threads() -> usize {
+    num_cpus::get_physical().max(1)
+}
+
+impl Decoder {
+    /// Creates the session for a model folder.
+    pub fn load(runtime: &Runtime, folder: &ModelFolder, settings: &DecoderSettings) -> Result<Self, DecoderError> {
+        let options = &folder.config.model.decoder.session_options;
+        let threads = settings.intra_threads.or(options.intra_op_num_threads).unwrap_or_else(default_intra_threads);
+        let session_error =
+            |message: String| DecoderError::Session { path: folder.decoder.clone(), message };
+        let (providers, mut warnings) = execution_providers(&options.provider_options);
+        let mut builder = Session::builder(runtime.environment()).map_err(|e| session_error(e.to_string()))?;
+        builder = builder
+            .with_intra_threads(threads)
+            .and_then(|b| b.with_optimization_level(GraphOptimizationLevel::All))
+            .map_err(|e| session_error(ort::Error::<()>::from(e).to_string()))?;
+        if !providers.is_empty() {
+            builder = builder
+                .with_execution_providers(providers.iter().map(|(_, ep)| ep.clone()).collect::<Vec<_>>())
+                .map_err(|e| session_error(ort::Error::<()>::from(e).to_string()))?;
+        }
+        let session = builder.commit_from_file(&folder.decoder).map_err(|e| session_error(e.to_string()))?;
+        let io = discover_io(&session, folder)?;
+        let mut execution_providers: Vec<String> = providers.into_iter().map(|(name, _)| name).collect();
+        execution_providers.push("CPUExecutionProvider".into());
+        warnings.extend(folder.warnings.iter().cloned());
+        let run_options = Arc::new(RunOptions::new().map_err(|e| session_error(e.to_string()))?);
+        Ok(Self { session, io, facts: SessionFacts { execution_providers, intra_threads: threads, warnings }, run_options })
+    }
+
+    /// A handle that stops a running step from another thread.
+    pub fn canceller(&self) -> Canceller {
+        Canceller(Arc::clone(&self.run_options))
+    }
+
+    /// Clears a previous cancellation so the next run proceeds.
+    pub fn reset_cancel(&self) -> Result<(), DecoderError> {
+        self.run_options.unterminate().map_err(run_error)
+    }
+
+    /// Empty caches for a new sequence.
+    pub fn new_cache(&self, mode: KvMode) -> KvCache {
+        KvCache { mode, length: 0, storage: KvStorage::Empty }
+    }
+
+    /// Runs the model on `new_ids` appended to the cache; returns the logits rows (one per new
+    /// token) as f32. The cache length grows by `new_ids.len()`.
+    pub fn step(&mut self, cache: &mut KvCache, new_ids: &[i64], capacity_hint: usize) -> Result<Logits, DecoderError> {
+        match self.io.kv_type {
+            ElementType::F32 => self.step_typed::<f32>(cache, new_ids, capacity_hint),
+            ElementType::F16 => self.step_typed::<f16>(cache, new_ids, capacity_hint),
+        }
+    }
+
+    fn step_typed<T: KvElement>(
+        &mut self,
+        cache: &mut KvCache,
+        new_ids: &[i64],
+        capacity_hint: usize,
+    ) -> Result<Logits, DecoderError> {
+        let past_len = cache.length;
+        let total = past_len + new_ids.len();
+        let ids = Tensor::from_array(([1usize, new_ids.len()], new_ids.to_vec())).map_err(run_error)?;
+        let mask = Tensor::from_array(([1usize, total], vec![1i64; total])).map_err(run_error)?;
+        let positions = match &self.io.position_ids {
+            Some(_) => Some(
+                Tensor::from_array(([1usize, new_ids.len()], (past_len as i64..total as i64).collect::<Vec<_>>()))
+                    .map_err(run_error)?,
+            ),
+            None => None,
+        };
+        let started = Instant::now();
+        let logits = match cache.mode {
+            KvMode::Shared => {
+                let buffers = T::shared_buffers(&mut cache.storage);
+                ensure_capacity::<T>(buffers, &self.io, past_len, total, capacity_hint)?;
+                let mut binding = self.session.create_binding().map_err(run_error)?;
+                binding.bind_input(&self.io.input_ids, &ids).map_err(run_error)?;
+                binding.bind_input(&self.io.attention_mask, &mask).map_err(run_error)?;
+                if let (Some(name), Some(positions)) = (&self.io.position_ids, &positions) {
+                    binding.bind_input(name, positions).map_err(run_error)?;
+                }
+                let layers = self.io.layers();
+                for (index, buffer) in buffers.iter_mut().enumerate() {
+                    let layer = index % layers;
+                    let (past, present) = if index < layers {
+                        (&self.io.past_keys[layer], &self.io.present_keys[layer])
+                    } else {
+                        (&self.io.past_values[layer], &self.io.present_values[layer])
+                    };
+                    binding.bind_input(past, &*buffer).map_err(run_error)?;
+                    binding.bind_output(present, &mut *buffer).map_err(run_error)?;
+                }
+                binding
+                    .bind_output_to_device(&self.io.logits, &self.session.allocator().memory_info())
+                    .map_err(run_error)?;
+                let outputs =
+                    self.session.run_binding_with_options(&binding, &self.run_options).map_err(classify)?;
+                extract_logits(&outputs[self.io.logits.as_str()], self.io.logits_type, new_ids.len(), self.io.vocab_size)?
+            }
+            KvMode::Growing => {
+                let past = T::growing_past(&mut cache.storage, &self.io)?;
+                let mut inputs: Vec<(std::borrow::Cow<'_, str>, SessionInputValue<'_>)> = vec![
+                    (self.io.input_ids.as_str().into(), (&ids).into()),
+                    (self.io.attention_mask.as_str().into(), (&mask).into()),
+                ];
+                if let (Some(name), Some(positions)) = (&self.io.position_ids, &positions) {
+                    inputs.push((name.as_str().into(), positions.into()));
+                }
+                let layers = self.io.layers();
+                for (index, value) in past.iter().enumerate() {
+                    let name = if index < layers { &self.io.past_keys[index] } else { &self.io.past_values[index - layers] };
+                    inputs.push((name.as_str().into(), value.into()));
+                }
+                let mut outputs =
+                    self.session.run_with_options(inputs, &self.run_options).map_err(classify)?;
+                let logits =
+                    extract_logits(&outputs[self.io.logits.as_str()], self.io.logits_type, new_ids.len(), self.io.vocab_size)?;
+                let mut presents = Vec::with_capacity(2 * layers);
+                for name in self.io.present_keys.iter().chain(&self.io.present_values) {
+                    let value = outputs
+                        .remove(name.as_str())
+                        .ok_or_else(|| DecoderError::Contract(format!("output `{name}` missing from the run")))?;
+                    presents.push(value);
+                }
+                drop(outputs);
+                *past = presents;
+                logits
+            }
+        };
+        cache.length = total;
+        Ok(Logits { rows: new_ids.len(), vocab: self.io.vocab_size, data: logits, elapsed: started.elapsed() })
+    }
+
+}
+
+/// A run stopped through `RunOptions::terminate` reports "Exiting due to terminate flag".
+fn classify(error: ort::Error) -> DecoderError {
+    let text = error.to_string();
+    if text.contains("terminate flag") { DecoderError::Cancelled } else { DecoderError::Run(text) }
+}
+
+/// Stops the step in progress (and any later one until the decoder's `reset_cancel`).
+#[derive(Clone)]
+pub struct Canceller(Arc<RunOptions>);
+
+impl Canceller {
+    pub fn cancel(&self) {
+        // terminate() only fails on an invalid RunOptions, which this cannot be.
+        let _ = self.0.terminate();
+    }
+}
+
+/// Logits of one step, as f32 (f16 models are widened exactly).
+pub struct Logits {
+    pub rows: usize,
+    pub vocab: usize,
+    pub data: Vec<f32>,
+    pub elapsed: std::time::Duration,
+}
+
+impl Logits {
+    pub fn row(&self, index: usize) -> &[f32] {
+        &self.data[index * self.vocab..(index + 1) * self.vocab]
+    }
+}
+
+fn extract_logits(value: &DynValue, ty: ElementType, rows: usize, vocab: usize) -> Result<Vec<f32>, DecoderError> {
+    let data: Vec<f32> = match ty {
+        ElementType::F32 => value.try_extract_tensor::<f32>().map_err(run_error)?.1.to_vec(),
+        ElementType::F16 => value.try_extract_tensor::<f16>().map_err(run_error)?.1.iter().map(|v| v.to_f32()).collect(),
+    };
+    if data.len() != rows * vocab {
+        return Err(DecoderError::Contract(format!(
+            "logits have {} values for {rows} tokens; expected {rows} × vocab_size {vocab}",
+            data.len()
+        )));
+    }
+    Ok(data)
+}
+
+/// One sequence's KV cache.
+pub struct KvCache {
+    mode: KvMode,
+    length: usize,
+    storage: KvStorage,
+}
+
+enum KvStorage {
+    Empty,
+    SharedF32(Vec<Tensor<f32>>),
+    SharedF16(Vec<Tensor<f16>>),
+    Growing(Vec<DynValue>),
+}
+
+impl KvCache {
+    /// Tokens held.
+    pub fn len(&self) -> usize {
+        self.length
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.length == 0
+    }
+
+    pub fn mode(&self) -> KvMode {
+        self.mode
+    }
+
+    /// Rows reserved per layer (shared mode), for memory reporting.
+    pub fn capacity(&self) -> usize {
+        fn rows<T: PrimitiveTensorElementType + std::fmt::Debug>(tensors: &[Tensor<T>]) -> usize {
+            tensors.first().map(|t| t.shape()[2] as usize).unwrap_or(0)
+        }
+        match &self.storage {
+            KvStorage::Empty => 0,
+            KvStorage::SharedF32(t) => rows(t),
+            KvStorage::SharedF16(t) => rows(t),
+            KvStorage::Growing(_) => self.length,
+        }
+    }
+}
+
+/// Element types the KV cache may hold.
+trait KvElement: PrimitiveTensorElementType + Copy + Default + std::fmt::Debug + 'static {
+    fn shared_buffers(storage: &mut KvStorage) -> &mut Vec<Tensor<Self>>;
+    fn growing_past<'a>(storage: &'a mut KvStorage, io: &DecoderIo) -> Result<&'a mut Vec<DynValue>, DecoderError>;
+}
+
+impl KvElement for f32 {
+    fn shared_buffers(storage: &mut KvStorage) -> &mut Vec<Tensor<f32>> {
+        if !matches!(storage, KvStorage::SharedF32(_)) {
+            *storage = KvStorage::SharedF32(Vec::new());
+        }
+        match storage {
+            KvStorage::SharedF32(buffers) => buffers,
+            _ => unreachable!("just set to SharedF32"),
+        }
+    }
+    fn growing_past<'a>(storage: &'a mut KvStorage, io: &DecoderIo) -> Result<&'a mut Vec<DynValue>, DecoderError> {
+        growing_storage::<f32>(storage, io)
+    }
+}
+
+impl KvElement for f16 {
+    fn shared_buffers(storage: &mut KvStorage) -> &mut Vec<Tensor<f16>> {
+        if !matches!(storage, KvStorage::SharedF16(_)) {
+            *storage = KvStorage::SharedF16(Vec::new());
+        }
+        match storage {
+            KvStorage::SharedF16(buffers) => buffers,
+            _ => unreachable!("just set to SharedF16"),
+        }
+    }
+    fn growing_past<'a>(storage: &'a mut KvStorage, io: &DecoderIo) -> Result<&'a mut Vec<DynValue>, DecoderError> {
+        growing_storage::<f16>(storage, io)
+    }
+}
+
+fn growing_storage<'a, T: KvElement>(storage: &'a mut KvStorage, io: &DecoderIo) -> Result<&'a mut Vec<DynValue>, DecoderError> {
+    if !matches!(storage, KvStorage::Growing(_)) {
+        let empty = (0..2 * io.layers())
+            .map(|_| {
+                Tensor::<T>::from_array(([1usize, io.kv_heads, 0, io.head_size], Vec::<T>::new())).map(|t| t.into_dyn())
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(run_error)?;
+        *storage = KvStorage::Growing(empty);
+    }
+    match storage {
+        KvStorage::Growing(values) => Ok(values),
+        _ => unreachable!("just set to Growing"),
+    }
+}
+
+/// Makes sure every shared buffer holds at least `total` rows, growing by whole chunks (never
+/// beyond `capacity_hint`, the sequence's max length) and copying the `kept` rows already written.
+fn ensure_capacity<T: KvElement>(
+    buffers: &mut Vec<Tensor<T>>,
+    io: &DecoderIo,
+    kept: usize,
+    total: usize,
+    capacity_hint: usize,
+) -> Result<(), DecoderError> {
+    let current = buffers.first().map(|t| t.shape()[2] as usize).unwrap_or(0);
+    if buffers.len() == 2 * io.layers() && current >= total {
+        return Ok(());
+    }
+    let wanted = total.div_ceil(KV_CHUNK_TOKENS) * KV_CHUNK_TOKENS;
+    let capacity = wanted.min(capacity_hint.max(total));
+    let allocator = Allocator::default();
+    let (heads, head_size) = (io.kv_heads, io.head_size);
+    let mut grown = Vec::with_capacity(2 * io.layers());
+    for index in 0..2 * io.layers() {
+        // Tensor::new zero-fills on CPU, as onnxruntime-genai does for its buffers.
+        let mut fresh = Tensor::<T>::new(&allocator, [1usize, heads, capacity, head_size]).map_err(run_error)?;
+        if let Some(old) = buffers.get(index) {
+            let old_rows = old.shape()[2] as usize;
+            let (_, source) = old.extract_tensor();
+            let (_, target) = fresh.extract_tensor_mut();
+            let row = head_size;
+            for head in 0..heads {
+                let from = head * old_rows * row;
+                let to = head * capacity * row;
+                target[to..to + kept * row].copy_from_slice(&source[from..from + kept * row]);
+            }
+        }
+        grown.push(fresh);
+    }
+    *buffers = grown;
+    Ok(())
+}
+
+fn discover_io(session: &Session, folder: &ModelFolder) -> Result<DecoderIo, DecoderError> {
+    let config = &folder.config.model.decoder;
+    let inputs: Vec<String> = session.inputs().iter().map(|i| i.name().to_owned()).collect();
+    let outputs: Vec<String> = session.outputs().iter().map(|o| o.name().to_owned()).collect();
+    let input_set: BTreeSet<&str> = inputs.iter().map(String::as_str).collect();
+    let output_set: BTreeSet<&str> = outputs.iter().map(String::as_str).collect();
+    let require = |set: &BTreeSet<&str>, name: &str, kind: &str| {
+        if set.contains(name) {
+            Ok(name.to_owned())
+        } else {
+            Err(DecoderError::Contract(format!("the graph has no {kind} named `{name}` (it has: {})", {
+                let all: Vec<&str> = set.iter().copied().collect();
+                all.join(", ")
+            })))
+        }
+    };
+    let input_ids = require(&input_set, &config.inputs.input_ids, "input")?;
+    let attention_mask = require(&input_set, &config.inputs.attention_mask, "input")?;
+    let logits = require(&output_set, &config.outputs.logits, "output")?;
+    let position_ids = input_set.contains(config.inputs.position_ids.as_str()).then(|| config.inputs.position_ids.clone());
+    let name_of = |pattern: &str, layer: usize| pattern.replace("%d", &layer.to_string());
+    let mut past_keys = Vec::new();
+    while input_set.contains(name_of(&config.inputs.past_key_names, past_keys.len()).as_str()) {
+        past_keys.push(name_of(&config.inputs.past_key_names, past_keys.len()));
+    }
+    if past_keys.is_empty() {
+        return Err(DecoderError::Contract(format!(
+            "no KV-cache inputs named like `{}` were found",
+            config.inputs.past_key_names
+        )));
+    }
+    let layers = past_keys.len();
+    let mut past_values = Vec::new();
+    let mut present_keys = Vec::new();
+    let mut present_values = Vec::new();
+    for layer in 0..layers {
+        past_values.push(require(&input_set, &name_of(&config.inputs.past_value_names, layer), "input")?);
+        present_keys.push(require(&output_set, &name_of(&config.outputs.present_key_names, layer), "output")?);
+        present_values.push(require(&output_set, &name_of(&config.outputs.present_value_names, layer), "output")?);
+    }
+    if let Some(configured) = config.num_hidden_layers {
+        if configured != layers {
+            return Err(DecoderError::Contract(format!(
+                "genai_config.json says {configured} layers but the graph has {layers} past-key inputs"
+            )));
+        }
+    }
+    let past_outlet = session
+        .inputs()
+        .iter()
+        .find(|i| i.name() == past_keys[0])
+        .ok_or_else(|| DecoderError::Contract("past key input vanished".into()))?;
+    let kv_type = element_type(past_outlet.dtype(), &past_keys[0])?;
+    let dims: Vec<i64> = match past_outlet.dtype() {
+        ValueType::Tensor { shape, .. } => shape.iter().copied().collect(),
+        _ => Vec::new(),
+    };
+    let from_graph = |index: usize| dims.get(index).copied().filter(|d| *d > 0).map(|d| d as usize);
+    let kv_heads = from_graph(1).or(config.num_key_value_heads).ok_or_else(|| {
+        DecoderError::Contract("the KV-head count is neither in the graph nor in genai_config.json".into())
+    })?;
+    let head_size = from_graph(3)
+        .or(config.head_size)
+        .or_else(|| Some(config.hidden_size? / config.num_attention_heads?))
+        .ok_or_else(|| DecoderError::Contract("the head size is neither in the graph nor in genai_config.json".into()))?;
+    let logits_outlet = session
+        .outputs()
+        .iter()
+        .find(|o| o.name() == logits)
+        .ok_or_else(|| DecoderError::Contract("logits output vanished".into()))?;
+    let logits_type = element_type(logits_outlet.dtype(), &logits)?;
+    let vocab_size = folder.config.model.vocab_size;
+    if let ValueType::Tensor { shape, .. } = logits_outlet.dtype() {
+        if let Some(width) = shape.iter().last().copied().filter(|d| *d > 0) {
+            if width as usize != vocab_size {
+                return Err(DecoderError::Contract(format!(
+                    "logits are {width} wide but genai_config.json says vocab_size {vocab_size}"
+                )));
+            }
+        }
+    }
+    Ok(DecoderIo {
+        input_ids,
+        attention_mask,
+        position_ids,
+        past_keys,
+        past_values,
+        present_keys,
+        present_values,
+        logits,
+        kv_heads,
+        head_size,
+        kv_type,
+        logits_type,
+        vocab_size,
+        inputs,
+        outputs,
+    })
+}
+
+/// Maps `provider_options` to execution providers this build can register; unavailable ones
+/// become warnings and the session runs on CPU.
+fn execution_providers(
+    requested: &[std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>],
+) -> (Vec<(String, ort::ep::ExecutionProviderDispatch)>, Vec<String>) {
+    use ort::ep::ExecutionProvider as _;
+    let mut chosen = Vec::new();
+    let mut warnings = Vec::new();
+    for entry in requested {
+        for (name, options) in entry {
+            let device_id = options.get("device_id").and_then(|v| v.parse::<i32>().ok()).unwrap_or(0);
+            let candidate: Option<(String, ort::ep::ExecutionProviderDispatch, bool)> = match name.as_str() {
+                "cuda" => {
+                    let ep = ort::ep::CUDA::default().with_device_id(device_id);
+                    let available = ort::ep::CUDA::is_available().unwrap_or(false);
+                    Some(("CUDAExecutionProvider".into(), ep.build(), available))
+                }
+                "dml" => {
+                    let ep = ort::ep::DirectML::default().with_device_id(device_id);
+                    let available = ort::ep::DirectML::is_available().unwrap_or(false);
+                    Some(("DmlExecutionProvider".into(), ep.build(), available))
+                }
+                "coreml" => {
+                    let ep = ort::ep::CoreML::default();
+                    let available = ort::ep::CoreML::is_available().unwrap_or(false);
+                    Some(("CoreMLExecutionProvider".into(), ep.build(), available))
+                }
+                "cpu" => None,
+                other => {
+                    warnings.push(format!(
+                        "execution provider `{other}` from genai_config.json is not supported by ModelDesk; running on CPU"
+                    ));
+                    None
+                }
+            };
+            if let Some((label, ep, available)) = candidate {
+                if available {
+                    chosen.push((label, ep));
+                } else {
+                    warnings.push(format!(
+                        "genai_config.json asks for {label}, which this ONNX Runtime library does not offer; running on CPU"
+                    ));
+                }
+            }
+        }
+    }
+    (chosen, warnings)
+}

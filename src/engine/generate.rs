@@ -1,0 +1,352 @@
+//! The generation loop (contract §6): prefill in one run, then one token per step, with
+//! onnxruntime-genai's rules for the first logits row, EOS, `max_length` and sampling.
+
+use std::{
+    sync::atomic::{AtomicBool, Ordering},
+    time::{Duration, Instant},
+};
+
+use super::{
+    decoder::{Decoder, DecoderError, KvMode},
+    sampling::{self, SamplingError, SamplingSettings},
+    tokenizer::PromptTokenizer,
+};
+
+/// Why a reply ended (`llm/v1/chat` names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    /// An end-of-sequence token or a stop string.
+    Stop,
+    /// `max_length` or `max_tokens` reached.
+    Length,
+    /// The user stopped it.
+    Cancelled,
+}
+
+impl FinishReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FinishReason::Stop => "stop",
+            FinishReason::Length => "length",
+            FinishReason::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// Token counts with MLflow `llm/v1/chat` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct Usage {
+    pub prompt_tokens: usize,
+    pub completion_tokens: usize,
+    pub total_tokens: usize,
+}
+
+/// Speed figures of one reply.
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+pub struct Timings {
+    /// From the start of the request to the first completion token (prefill + first choice).
+    pub time_to_first_token_ms: f64,
+    pub prefill_ms: f64,
+    pub decode_ms: f64,
+    pub prefill_tokens_per_second: f64,
+    pub decode_tokens_per_second: f64,
+}
+
+/// Options for one reply. `None` fields take the model folder's `search` defaults.
+#[derive(Debug, Clone, Default)]
+pub struct GenerateOptions {
+    /// Prompt + completion, as onnxruntime-genai counts it.
+    pub max_length: Option<usize>,
+    /// Completion tokens only (OpenAI style); the tighter of the two limits applies.
+    pub max_tokens: Option<usize>,
+    pub do_sample: Option<bool>,
+    pub top_k: Option<usize>,
+    pub top_p: Option<f32>,
+    pub temperature: Option<f32>,
+    pub repetition_penalty: Option<f32>,
+    pub min_length: Option<usize>,
+    pub no_repeat_ngram_size: Option<usize>,
+    pub seed: Option<i64>,
+    /// Text that ends the reply when it appears (not included in the reply).
+    pub stop: Vec<String>,
+    /// Never pick an EOS token (benchmarks generate an exact count).
+    pub suppress_eos: bool,
+    pub kv_mode: KvMode,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GenerateError {
+    #[error("the prompt is empty")]
+    EmptyPrompt,
+    #[error(
+        "the prompt is {prompt_tokens} tokens but max_length is {max_length}: shorten the conversation or raise max_length (the model's context is {context_length} tokens)"
+    )]
+    PromptTooLong { prompt_tokens: usize, max_length: usize, context_length: usize },
+    #[error("max_length {max_length} is larger than the model's context length {context_length}")]
+    MaxLengthTooLarge { max_length: usize, context_length: usize },
+    #[error(transparent)]
+    Sampling(#[from] SamplingError),
+    #[error(transparent)]
+    Decoder(#[from] DecoderError),
+}
+
+/// One finished reply.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Completion {
+    pub prompt_ids: Vec<i64>,
+    /// Generated ids, without a final EOS.
+    pub completion_ids: Vec<i64>,
+    /// The EOS token that ended the reply, if one did.
+    pub eos_token: Option<i64>,
+    pub text: String,
+    pub finish_reason: FinishReason,
+    pub usage: Usage,
+    pub timings: Timings,
+    /// The max_length that applied.
+    pub max_length: usize,
+}
+
+/// What the loop reports as it goes.
+pub enum Progress<'a> {
+    /// The prompt has been processed.
+    Prefilled { prompt_tokens: usize, elapsed: Duration },
+    /// A token was accepted; `text` is the newly complete text (may be empty).
+    Token { id: i64, text: &'a str },
+}
+
+/// The resolved search settings for one reply.
+pub struct ResolvedOptions {
+    pub max_length: usize,
+    pub sampling: SamplingSettings,
+    pub seed: i64,
+}
+
+/// Applies `options` over the folder's search defaults and checks them.
+pub fn resolve(
+    options: &GenerateOptions,
+    defaults: &super::config::SearchOptions,
+    default_max_length: usize,
+    context_length: usize,
+) -> Result<ResolvedOptions, GenerateError> {
+    let max_length = options.max_length.unwrap_or(default_max_length);
+    if max_length > context_length {
+        return Err(GenerateError::MaxLengthTooLarge { max_length, context_length });
+    }
+    let sampling = SamplingSettings {
+        do_sample: options.do_sample.unwrap_or(defaults.do_sample),
+        top_k: options.top_k.unwrap_or(defaults.top_k),
+        top_p: options.top_p.unwrap_or(defaults.top_p),
+        temperature: options.temperature.unwrap_or(defaults.temperature),
+        repetition_penalty: options.repetition_penalty.unwrap_or(defaults.repetition_penalty),
+        min_length: options.min_length.unwrap_or(defaults.min_length),
+        no_repeat_ngram_size: options.no_repeat_ngram_size.unwrap_or(defaults.no_repeat_ngram_size),
+    };
+    Ok(ResolvedOptions { max_length, sampling, seed: options.seed.unwrap_or(defaults.random_seed) })
+}
+
+/// Runs one reply. `cancel` is polled between steps; a step in flight is stopped through the
+/// decoder's canceller by whoever sets the flag.
+#[allow(clippy::too_many_arguments)]
+pub fn run(
+    decoder: &mut Decoder,
+    tokenizer: &PromptTokenizer,
+    prompt_ids: &[i64],
+    options: &GenerateOptions,
+    resolved: &ResolvedOptions,
+    eos: &[i64],
+    pad: Option<i64>,
+    context_length: usize,
+    cancel: &AtomicBool,
+    on_progress: &mut dyn FnMut(Progress<'_>),
+) -> Result<Completion, GenerateError> {
+    let started = Instant::now();
+    let prompt_len = prompt_ids.len();
+    if prompt_len == 0 {
+        return Err(GenerateError::EmptyPrompt);
+    }
+    let max_length = resolved.max_length;
+    if prompt_len > max_length {
+        return Err(GenerateError::PromptTooLong { prompt_tokens: prompt_len, max_length, context_length });
+    }
+    let vocab = decoder.io.vocab_size;
+    let method = resolved.sampling.method(vocab)?;
+    let limit = match options.max_tokens {
+        Some(tokens) => max_length.min(prompt_len + tokens),
+        None => max_length,
+    };
+    let mut rng = sampling::rng_for_seed(resolved.seed);
+    let mut stream = tokenizer.stream();
+    let mut stops = StopMatcher::new(&options.stop);
+    let mut sequence = prompt_ids.to_vec();
+    let mut completion_ids = Vec::new();
+    let mut text = String::new();
+    let mut eos_token = None;
+    let mut first_token_at = None;
+    let mut decode_time = Duration::ZERO;
+    let mut decode_steps = 0usize;
+    let mut prefill_time = Duration::ZERO;
+
+    let finish = 'generate: {
+        if prompt_len >= limit {
+            // genai raises on the first step here; a reply of no tokens is the useful answer.
+            break 'generate FinishReason::Length;
+        }
+        if cancel.load(Ordering::Relaxed) {
+            break 'generate FinishReason::Cancelled;
+        }
+        decoder.reset_cancel()?;
+        let mut cache = decoder.new_cache(options.kv_mode);
+        let logits = match decoder.step(&mut cache, prompt_ids, max_length) {
+            Ok(logits) => logits,
+            Err(DecoderError::Cancelled) => break 'generate FinishReason::Cancelled,
+            Err(error) => return Err(error.into()),
+        };
+        prefill_time = logits.elapsed;
+        on_progress(Progress::Prefilled { prompt_tokens: prompt_len, elapsed: prefill_time });
+        // The first token comes from the last prompt position that is not the pad token.
+        let row_index = prompt_ids.iter().rposition(|&id| Some(id) != pad).unwrap_or(0);
+        let mut row = logits.row(row_index).to_vec();
+        loop {
+            sampling::apply_processors(&mut row, &sequence, &resolved.sampling, eos);
+            if options.suppress_eos {
+                for &id in eos {
+                    if let Some(logit) = usize::try_from(id).ok().and_then(|i| row.get_mut(i)) {
+                        *logit = f32::MIN;
+                    }
+                }
+            }
+            let token = sampling::choose(&row, &resolved.sampling, method, &mut rng) as i64;
+            first_token_at.get_or_insert_with(|| started.elapsed());
+            if eos.contains(&token) {
+                eos_token = Some(token);
+                let tail = stops.finish(&mut stream);
+                text.push_str(&tail);
+                on_progress(Progress::Token { id: token, text: &tail });
+                break 'generate FinishReason::Stop;
+            }
+            sequence.push(token);
+            completion_ids.push(token);
+            let piece = stream.push(token);
+            let (visible, stopped) = stops.feed(&piece);
+            text.push_str(&visible);
+            on_progress(Progress::Token { id: token, text: &visible });
+            if stopped {
+                break 'generate FinishReason::Stop;
+            }
+            if sequence.len() >= limit {
+                let tail = stops.finish(&mut stream);
+                text.push_str(&tail);
+                if !tail.is_empty() {
+                    on_progress(Progress::Token { id: token, text: &tail });
+                }
+                break 'generate FinishReason::Length;
+            }
+            if cancel.load(Ordering::Relaxed) {
+                break 'generate FinishReason::Cancelled;
+            }
+            let step = match decoder.step(&mut cache, &[token], max_length) {
+                Ok(logits) => logits,
+                Err(DecoderError::Cancelled) => break 'generate FinishReason::Cancelled,
+                Err(error) => return Err(error.into()),
+            };
+            decode_time += step.elapsed;
+            decode_steps += 1;
+            row.clear();
+            row.extend_from_slice(step.row(0));
+        }
+    };
+    if finish == FinishReason::Cancelled {
+        let tail = stops.finish(&mut stream);
+        text.push_str(&tail);
+    }
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let per_second = |count: usize, d: Duration| if d.is_zero() { 0.0 } else { count as f64 / d.as_secs_f64() };
+    let completion_tokens = completion_ids.len();
+    Ok(Completion {
+        prompt_ids: prompt_ids.to_vec(),
+        completion_ids,
+        eos_token,
+        text,
+        finish_reason: finish,
+        usage: Usage { prompt_tokens: prompt_len, completion_tokens, total_tokens: prompt_len + completion_tokens },
+        timings: Timings {
+            time_to_first_token_ms: first_token_at.map(ms).unwrap_or(0.0),
+            prefill_ms: ms(prefill_time),
+            decode_ms: ms(decode_time),
+            prefill_tokens_per_second: per_second(prompt_len, prefill_time),
+            decode_tokens_per_second: per_second(decode_steps, decode_time),
+        },
+        max_length,
+    })
+}
+
+/// Holds back streamed text that might be the start of a stop string, so no part of a stop
+/// string is ever shown, and the shown chunks always add up to the final text.
+struct StopMatcher<'s> {
+    stops: Vec<&'s str>,
+    held: String,
+}
+
+impl<'s> StopMatcher<'s> {
+    fn new(stops: &'s [String]) -> Self {
+        Self { stops: stops.iter().map(String::as_str).filter(|s| !s.is_empty()).collect(), held: String::new() }
+    }
+
+    /// Returns the text safe to show and whether a stop string was found.
+    fn feed(&mut self, piece: &str) -> (String, bool) {
+        if self.stops.is_empty() {
+            return (piece.to_owned(), false);
+        }
+        self.held.push_str(piece);
+        if let Some(at) = self.stops.iter().filter_map(|stop| self.held.find(stop)).min() {
+            let visible = self.held[..at].to_owned();
+            self.held.clear();
+            return (visible, true);
+        }
+        // Keep the longest suffix that is a proper prefix of some stop string.
+        let keep = self
+            .stops
+            .iter()
+            .flat_map(|stop| {
+                (1..stop.len()).rev().filter(|&n| stop.is_char_boundary(n)).find(|&n| self.held.ends_with(&stop[..n]))
+            })
+            .max()
+            .unwrap_or(0);
+        let split = self.held.len() - keep;
+        let visible = self.held[..split].to_owned();
+        self.held.drain(..split);
+        (visible, false)
+    }
+
+    fn finish(&mut self, stream: &mut super::tokenizer::TextStream<'_>) -> String {
+        let rest = stream.finish();
+        let (mut visible, stopped) = self.feed(&rest);
+        if !stopped {
+            visible.push_str(&std::mem::take(&mut self.held));
+        }
+        visible
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stop_strings_are_held_back_and_cut() {
+        let stops = vec!["</end>".to_string()];
+        let mut matcher = StopMatcher::new(&stops);
+        assert_eq!(matcher.feed("Hello </"), ("Hello ".to_string(), false));
+        assert_eq!(matcher.feed("en"), (String::new(), false));
+        assert_eq!(matcher.feed("d> more"), (String::new(), true));
+    }
+
+    #[test]
+    fn held_text_that_was_not_a_stop_is_released() {
+        let stops = vec!["STOP".to_string()];
+        let mut matcher = StopMatcher::new(&stops);
+        assert_eq!(matcher.feed("ST"), (String::new(), false));
+        assert_eq!(matcher.feed("ay"), ("STay".to_string(), false));
+    }
+}

@@ -1,0 +1,351 @@
+//! Tokenizer, chat template and streaming text for a model folder.
+//!
+//! * Encoding uses the folder's `tokenizer.json` through the `tokenizers` crate with
+//!   `add_special_tokens = false`, exactly as onnxruntime-genai encodes (it never adds BOS).
+//! * The chat template comes from `chat_template.jinja` if present, else `chat_template` in
+//!   `tokenizer_config.json`, rendered with minijinja (Python string methods enabled). A folder
+//!   with no template falls back to the documented Phi-3 format (see [`PHI3_FALLBACK_TEMPLATE`]).
+//! * Text is produced by [`TextStream`], which follows onnxruntime-genai's `TokenizerStream`
+//!   for SentencePiece-style tokenizers (contract §8.4): special tokens decode to nothing, the
+//!   text right after a special token loses one leading space, byte tokens are buffered until a
+//!   whole UTF-8 character is there, and invalid bytes are dropped. The reply's text is defined
+//!   as the concatenation of the stream's chunks, so streamed and final text are always equal.
+//!   Tokenizers without byte-fallback pieces use incremental Hugging Face decoding instead
+//!   (decode the whole tail, emit what is new, hold back a trailing U+FFFD).
+
+use std::{collections::HashMap, path::Path};
+
+use serde_json::Value;
+
+use super::folder::{CHAT_TEMPLATE_JINJA, TOKENIZER_CONFIG, TOKENIZER_JSON};
+
+/// Used only when a model folder carries no chat template: Phi-3's published format.
+pub const PHI3_FALLBACK_TEMPLATE: &str = "{% for message in messages %}<|{{ message['role'] }}|>\n{{ message['content'] }}<|end|>\n{% endfor %}{% if add_generation_prompt %}<|assistant|>\n{% else %}{{ eos_token }}{% endif %}";
+
+#[derive(Debug, thiserror::Error)]
+pub enum TokenizerError {
+    #[error("cannot load the tokenizer {path}: {message}")]
+    Load { path: String, message: String },
+    #[error("{path}: {message}")]
+    Config { path: String, message: String },
+    #[error("the chat template could not be rendered: {0}")]
+    Template(String),
+    #[error("encoding failed: {0}")]
+    Encode(String),
+}
+
+/// One chat turn.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ChatMessage {
+    pub role: String,
+    pub content: String,
+}
+
+impl ChatMessage {
+    pub fn new(role: &str, content: &str) -> Self {
+        Self { role: role.to_owned(), content: content.to_owned() }
+    }
+}
+
+/// Where the chat template came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TemplateSource {
+    ChatTemplateJinja,
+    TokenizerConfig,
+    Phi3Fallback,
+}
+
+pub struct PromptTokenizer {
+    tokenizer: tokenizers::Tokenizer,
+    template: String,
+    pub template_source: TemplateSource,
+    bos_token: String,
+    eos_token: String,
+    /// id → (piece bytes as genai streams them, is special)
+    pieces: Vec<Option<(Vec<u8>, bool)>>,
+    spm_style: bool,
+}
+
+impl std::fmt::Debug for PromptTokenizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PromptTokenizer").field("template_source", &self.template_source).finish_non_exhaustive()
+    }
+}
+
+fn token_text(value: Option<&Value>) -> Option<String> {
+    match value? {
+        Value::String(text) => Some(text.clone()),
+        Value::Object(map) => map.get("content").and_then(Value::as_str).map(str::to_owned),
+        _ => None,
+    }
+}
+
+impl PromptTokenizer {
+    pub fn load(dir: &Path) -> Result<Self, TokenizerError> {
+        let tokenizer_path = dir.join(TOKENIZER_JSON);
+        let tokenizer = tokenizers::Tokenizer::from_file(&tokenizer_path).map_err(|e| TokenizerError::Load {
+            path: tokenizer_path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        let config_path = dir.join(TOKENIZER_CONFIG);
+        let config: Value = if config_path.is_file() {
+            let text = std::fs::read_to_string(&config_path).map_err(|e| TokenizerError::Config {
+                path: config_path.display().to_string(),
+                message: e.to_string(),
+            })?;
+            serde_json::from_str(text.trim_start_matches('\u{feff}')).map_err(|e| TokenizerError::Config {
+                path: config_path.display().to_string(),
+                message: format!("not valid JSON: {e}"),
+            })?
+        } else {
+            Value::Null
+        };
+        let jinja_path = dir.join(CHAT_TEMPLATE_JINJA);
+        let (template, template_source) = if jinja_path.is_file() {
+            let text = std::fs::read_to_string(&jinja_path).map_err(|e| TokenizerError::Config {
+                path: jinja_path.display().to_string(),
+                message: e.to_string(),
+            })?;
+            (text, TemplateSource::ChatTemplateJinja)
+        } else {
+            match config.get("chat_template") {
+                Some(Value::String(text)) => (text.clone(), TemplateSource::TokenizerConfig),
+                // Hugging Face also allows a list of named templates; "default" is the chat one.
+                Some(Value::Array(named)) => named
+                    .iter()
+                    .find(|entry| entry.get("name").and_then(Value::as_str) == Some("default"))
+                    .or_else(|| named.first())
+                    .and_then(|entry| entry.get("template").and_then(Value::as_str))
+                    .map(|text| (text.to_owned(), TemplateSource::TokenizerConfig))
+                    .unwrap_or((PHI3_FALLBACK_TEMPLATE.to_owned(), TemplateSource::Phi3Fallback)),
+                _ => (PHI3_FALLBACK_TEMPLATE.to_owned(), TemplateSource::Phi3Fallback),
+            }
+        };
+        let bos_token = token_text(config.get("bos_token")).unwrap_or_else(|| "<s>".into());
+        let eos_token = token_text(config.get("eos_token")).unwrap_or_else(|| "<|endoftext|>".into());
+        let (pieces, spm_style) = stream_pieces(&tokenizer);
+        Ok(Self { tokenizer, template, template_source, bos_token, eos_token, pieces, spm_style })
+    }
+
+    /// Renders a conversation with the model's chat template.
+    pub fn apply_chat_template(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<String, TokenizerError> {
+        let mut env = minijinja::Environment::new();
+        // Hugging Face renders chat templates with trim_blocks and lstrip_blocks on.
+        let syntax = env
+            .syntax()
+            .to_builder()
+            .trim_blocks(true)
+            .lstrip_blocks(true)
+            .build()
+            .map_err(|e| TokenizerError::Template(e.to_string()))?;
+        env.set_syntax(syntax);
+        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.add_function("raise_exception", |message: String| -> Result<String, minijinja::Error> {
+            Err(minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, message))
+        });
+        env.add_template("chat", &self.template).map_err(|e| TokenizerError::Template(e.to_string()))?;
+        let template = env.get_template("chat").map_err(|e| TokenizerError::Template(e.to_string()))?;
+        template
+            .render(minijinja::context! {
+                messages => minijinja::Value::from(minijinja::value::Serde(messages)),
+                add_generation_prompt => add_generation_prompt,
+                bos_token => &self.bos_token,
+                eos_token => &self.eos_token,
+            })
+            .map_err(|e| TokenizerError::Template(e.to_string()))
+    }
+
+    /// Token ids of `text`, with no special tokens added.
+    pub fn encode(&self, text: &str) -> Result<Vec<i64>, TokenizerError> {
+        let encoding = self.tokenizer.encode(text, false).map_err(|e| TokenizerError::Encode(e.to_string()))?;
+        Ok(encoding.get_ids().iter().map(|&id| i64::from(id)).collect())
+    }
+
+    /// The text of `ids` as one stream would produce it.
+    pub fn decode(&self, ids: &[i64]) -> String {
+        let mut stream = self.stream();
+        let mut text: String = ids.iter().map(|&id| stream.push(id)).collect();
+        text.push_str(&stream.finish());
+        text
+    }
+
+    /// A fresh streaming decoder for one reply.
+    pub fn stream(&self) -> TextStream<'_> {
+        TextStream { tokenizer: self, special_last: false, pending: Vec::new(), ids: Vec::new(), emitted: 0 }
+    }
+
+    /// Number of ids the tokenizer itself knows (the logits may be wider).
+    pub fn known_ids(&self) -> usize {
+        self.pieces.len()
+    }
+}
+
+/// Per-id bytes as onnxruntime-genai's SentencePiece stream sees them, and whether the
+/// vocabulary is SentencePiece-style at all (`▁` pieces and `<0xHH>` byte tokens).
+fn stream_pieces(tokenizer: &tokenizers::Tokenizer) -> (Vec<Option<(Vec<u8>, bool)>>, bool) {
+    let size = tokenizer.get_vocab_size(true);
+    let added: HashMap<u32, tokenizers::AddedToken> = tokenizer.get_added_tokens_decoder().into_iter().collect();
+    let mut pieces = vec![None; size];
+    let mut byte_tokens = 0usize;
+    for (id, slot) in pieces.iter_mut().enumerate() {
+        let id = id as u32;
+        if let Some(token) = added.get(&id) {
+            *slot = Some(if token.special { (Vec::new(), true) } else { (token.content.as_bytes().to_vec(), false) });
+            continue;
+        }
+        let Some(piece) = tokenizer.id_to_token(id) else { continue };
+        let bytes = match parse_byte_token(&piece) {
+            Some(byte) => {
+                byte_tokens += 1;
+                vec![byte]
+            }
+            None => piece.replace('\u{2581}', " ").into_bytes(),
+        };
+        *slot = Some((bytes, false));
+    }
+    (pieces, byte_tokens == 256)
+}
+
+fn parse_byte_token(piece: &str) -> Option<u8> {
+    let hex = piece.strip_prefix("<0x")?.strip_suffix('>')?;
+    if hex.len() == 2 { u8::from_str_radix(hex, 16).ok() } else { None }
+}
+
+/// Incremental text for one reply; see the module docs for the rules.
+pub struct TextStream<'t> {
+    tokenizer: &'t PromptTokenizer,
+    special_last: bool,
+    pending: Vec<u8>,
+    ids: Vec<u32>,
+    emitted: usize,
+}
+
+impl TextStream<'_> {
+    /// Adds one token; returns the text that became complete (possibly empty).
+    pub fn push(&mut self, id: i64) -> String {
+        if self.tokenizer.spm_style { self.push_spm(id) } else { self.push_incremental(id) }
+    }
+
+    /// Whatever is still held back at the end of a reply (incremental mode only; the SentencePiece
+    /// stream drops an incomplete trailing character, as onnxruntime-genai does).
+    pub fn finish(&mut self) -> String {
+        if self.tokenizer.spm_style {
+            self.pending.clear();
+            return String::new();
+        }
+        let text = self.decode_all();
+        let rest = text.get(self.emitted..).unwrap_or_default().to_owned();
+        self.emitted = text.len();
+        rest
+    }
+
+    fn push_spm(&mut self, id: i64) -> String {
+        let entry = usize::try_from(id).ok().and_then(|i| self.tokenizer.pieces.get(i)).and_then(Option::as_ref);
+        let (bytes, special): (&[u8], bool) = match entry {
+            Some((bytes, special)) => (bytes, *special),
+            None => (b"<unk>", false),
+        };
+        let bytes = if self.special_last && bytes.first() == Some(&b' ') { &bytes[1..] } else { bytes };
+        self.special_last = special;
+        self.pending.extend_from_slice(bytes);
+        let mut out = String::new();
+        let mut at = 0;
+        while at < self.pending.len() {
+            let lead = self.pending[at];
+            let width = match lead >> 4 {
+                0xC | 0xD => 2,
+                0xE => 3,
+                0xF => 4,
+                _ => 1,
+            };
+            if at + width > self.pending.len() {
+                break;
+            }
+            if let Ok(text) = std::str::from_utf8(&self.pending[at..at + width]) {
+                if let Some(c) = text.chars().next() {
+                    if c != '\0' && c != '\u{FFFE}' && c != '\u{FFFF}' {
+                        out.push(c);
+                    }
+                }
+            }
+            at += width;
+        }
+        self.pending.drain(..at);
+        out
+    }
+
+    fn push_incremental(&mut self, id: i64) -> String {
+        let Ok(id) = u32::try_from(id) else { return String::new() };
+        self.ids.push(id);
+        let text = self.decode_all();
+        if text.ends_with('\u{FFFD}') {
+            return String::new();
+        }
+        let fresh = text.get(self.emitted..).unwrap_or_default().to_owned();
+        self.emitted = text.len().max(self.emitted);
+        fresh
+    }
+
+    fn decode_all(&self) -> String {
+        self.tokenizer.tokenizer.decode(&self.ids, true).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture() -> PromptTokenizer {
+        PromptTokenizer::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-phi3")).unwrap()
+    }
+
+    #[test]
+    fn chat_template_renders_phi3_turns() {
+        let tokenizer = fixture();
+        let text = tokenizer
+            .apply_chat_template(&[ChatMessage::new("system", "Be brief."), ChatMessage::new("user", "Hi")], true)
+            .unwrap();
+        assert_eq!(text, "<|system|>\nBe brief.<|end|>\n<|user|>\nHi<|end|>\n<|assistant|>\n");
+        assert_eq!(tokenizer.template_source, TemplateSource::TokenizerConfig);
+    }
+
+    #[test]
+    fn encoding_never_adds_bos() {
+        let tokenizer = fixture();
+        let ids = tokenizer.encode("Hello there").unwrap();
+        assert!(!ids.is_empty() && ids[0] != 1);
+    }
+
+    #[test]
+    fn stream_joins_words_and_waits_for_whole_characters() {
+        let tokenizer = fixture();
+        let ids = tokenizer.encode("The quick brown fox 😀 jumps").unwrap();
+        let mut stream = tokenizer.stream();
+        let chunks: Vec<String> = ids.iter().map(|&id| stream.push(id)).collect();
+        assert_eq!(chunks.concat(), " The quick brown fox 😀 jumps");
+        // Byte tokens of a 4-byte character give nothing until the last one.
+        let smile: Vec<i64> = "😀".bytes().map(|b| i64::from(b) + 3).collect();
+        let mut stream = tokenizer.stream();
+        let parts: Vec<String> = smile.iter().map(|&id| stream.push(id)).collect();
+        assert_eq!(parts, vec!["", "", "", "😀"]);
+    }
+
+    #[test]
+    fn special_tokens_vanish_and_eat_one_following_space() {
+        let tokenizer = fixture();
+        let end = tokenizer.encode("<|end|>").unwrap();
+        let word = tokenizer.encode("hello").unwrap();
+        let mut ids = word.clone();
+        ids.extend(&end);
+        ids.extend(&word);
+        assert_eq!(tokenizer.decode(&ids), " hellohello");
+    }
+
+    #[test]
+    fn ids_beyond_the_tokenizer_stream_as_unk() {
+        let tokenizer = fixture();
+        let beyond = tokenizer.known_ids() as i64 + 3;
+        assert_eq!(tokenizer.decode(&[beyond]), "<unk>");
+    }
+}

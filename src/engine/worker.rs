@@ -1,0 +1,187 @@
+//! A long-lived thread that owns the model session. Callers send [`Command`]s and receive
+//! [`Event`]s over channels; a waker (the GUI's `request_repaint`) is called after every event.
+//! Stopping a reply sets its flag and terminates the ONNX Runtime run in flight, so it ends
+//! within one decode step.
+
+use std::{
+    path::PathBuf,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+        mpsc::{self, Receiver, Sender},
+    },
+    thread::JoinHandle,
+};
+
+use super::{
+    Completion, ContextPolicy, DecoderSettings, Engine, GenerateOptions, ModelFacts, Progress, Prompt,
+    decoder::Canceller,
+};
+use crate::runtime::Runtime;
+
+/// Called after each event so a GUI can repaint.
+pub type Waker = Box<dyn Fn() + Send + 'static>;
+
+pub enum Command {
+    Load { path: PathBuf, settings: DecoderSettings },
+    Generate { id: u64, prompt: Prompt, options: GenerateOptions, policy: ContextPolicy, cancel: Arc<AtomicBool> },
+    Unload,
+    Shutdown,
+}
+
+#[derive(Debug, Clone)]
+pub enum Event {
+    Loading { path: PathBuf },
+    Loaded(Box<ModelFacts>),
+    LoadFailed { path: PathBuf, message: String },
+    /// The prompt was encoded and prefilled.
+    Started { id: u64, prompt_tokens: usize, dropped_messages: usize },
+    Chunk { id: u64, token: i64, text: String },
+    Finished { id: u64, completion: Box<Completion> },
+    Failed { id: u64, message: String },
+    Unloaded,
+}
+
+/// A request in flight; dropping it does not cancel it.
+#[derive(Clone)]
+pub struct RequestHandle {
+    pub id: u64,
+    cancel: Arc<AtomicBool>,
+    canceller: Arc<Mutex<Option<Canceller>>>,
+}
+
+impl RequestHandle {
+    /// Stops this reply within one step; what was generated so far is kept.
+    pub fn cancel(&self) {
+        self.cancel.store(true, Ordering::SeqCst);
+        if let Ok(slot) = self.canceller.lock() {
+            if let Some(canceller) = slot.as_ref() {
+                canceller.cancel();
+            }
+        }
+    }
+}
+
+pub struct Worker {
+    commands: Sender<Command>,
+    events: Receiver<Event>,
+    canceller: Arc<Mutex<Option<Canceller>>>,
+    next_id: u64,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Worker {
+    pub fn spawn(runtime: &'static Runtime, waker: Waker) -> Self {
+        let (commands, command_rx) = mpsc::channel();
+        let (event_tx, events) = mpsc::channel();
+        let canceller = Arc::new(Mutex::new(None));
+        let shared = Arc::clone(&canceller);
+        let thread = std::thread::Builder::new()
+            .name("modeldesk-engine".into())
+            .spawn(move || worker_loop(runtime, command_rx, event_tx, waker, shared))
+            .ok();
+        Self { commands, events, canceller, next_id: 1, thread }
+    }
+
+    pub fn load(&self, path: PathBuf, settings: DecoderSettings) {
+        let _ = self.commands.send(Command::Load { path, settings });
+    }
+
+    pub fn unload(&self) {
+        let _ = self.commands.send(Command::Unload);
+    }
+
+    pub fn generate(&mut self, prompt: Prompt, options: GenerateOptions, policy: ContextPolicy) -> RequestHandle {
+        let id = self.next_id;
+        self.next_id += 1;
+        let cancel = Arc::new(AtomicBool::new(false));
+        let _ = self.commands.send(Command::Generate { id, prompt, options, policy, cancel: Arc::clone(&cancel) });
+        RequestHandle { id, cancel, canceller: Arc::clone(&self.canceller) }
+    }
+
+    pub fn try_recv(&self) -> Option<Event> {
+        self.events.try_recv().ok()
+    }
+
+    /// Blocks for the next event (headless callers and tests).
+    pub fn recv_timeout(&self, timeout: std::time::Duration) -> Option<Event> {
+        self.events.recv_timeout(timeout).ok()
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        if let Ok(slot) = self.canceller.lock() {
+            if let Some(canceller) = slot.as_ref() {
+                canceller.cancel();
+            }
+        }
+        let _ = self.commands.send(Command::Shutdown);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn worker_loop(
+    runtime: &'static Runtime,
+    commands: Receiver<Command>,
+    events: Sender<Event>,
+    waker: Waker,
+    canceller: Arc<Mutex<Option<Canceller>>>,
+) {
+    let send = |event: Event| {
+        let _ = events.send(event);
+        waker();
+    };
+    let mut engine: Option<Engine> = None;
+    let set_canceller = |engine: &Option<Engine>| {
+        if let Ok(mut slot) = canceller.lock() {
+            *slot = engine.as_ref().map(|e| e.decoder.canceller());
+        }
+    };
+    while let Ok(command) = commands.recv() {
+        match command {
+            Command::Load { path, settings } => {
+                engine = None;
+                set_canceller(&engine);
+                send(Event::Loading { path: path.clone() });
+                match Engine::load(runtime, &path, &settings) {
+                    Ok(loaded) => {
+                        let facts = loaded.facts.clone();
+                        engine = Some(loaded);
+                        set_canceller(&engine);
+                        send(Event::Loaded(Box::new(facts)));
+                    }
+                    Err(error) => send(Event::LoadFailed { path, message: error.to_string() }),
+                }
+            }
+            Command::Generate { id, prompt, options, policy, cancel } => {
+                let Some(engine) = engine.as_mut() else {
+                    send(Event::Failed { id, message: "no model is loaded".into() });
+                    continue;
+                };
+                let result = (|| {
+                    let resolved = engine.resolve(&options)?;
+                    let prepared = engine.prepare(&prompt, resolved.max_length, policy)?;
+                    send(Event::Started { id, prompt_tokens: prepared.ids.len(), dropped_messages: prepared.dropped_messages });
+                    engine.generate_ids(&prepared.ids, &options, &cancel, &mut |progress| {
+                        if let Progress::Token { id: token, text } = progress {
+                            send(Event::Chunk { id, token, text: text.to_owned() });
+                        }
+                    })
+                })();
+                match result {
+                    Ok(completion) => send(Event::Finished { id, completion: Box::new(completion) }),
+                    Err(error) => send(Event::Failed { id, message: error.to_string() }),
+                }
+            }
+            Command::Unload => {
+                engine = None;
+                set_canceller(&engine);
+                send(Event::Unloaded);
+            }
+            Command::Shutdown => break,
+        }
+    }
+}

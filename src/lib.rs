@@ -1,0 +1,12 @@
+//! ModelDesk: chat with local Phi-3 ONNX models, manage and export MLflow model folders.
+//!
+//! The libraries (`runtime`, `engine`, and the MLflow format) work without the GUI; `app` and
+//! `ui` are the egui front end, `cli` the headless one. See ARCHITECTURE.md.
+
+pub mod app;
+pub mod app_dirs;
+pub mod cli;
+pub mod engine;
+pub mod memory;
+pub mod runtime;
+pub mod ui;

@@ -1,0 +1,110 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    sync::OnceLock,
+};
+
+/// The repository root.
+pub fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The committed tiny Phi-3 fixture.
+pub fn tiny_phi3() -> PathBuf {
+    repo().join("tests/fixtures/tiny-phi3")
+}
+
+/// `../shared`, the reference material CI always has beside the clone.
+pub fn shared() -> PathBuf {
+    let shared = repo().join("../shared");
+    assert!(shared.is_dir(), "../shared is missing: the tests need the reference material beside the clone");
+    shared
+}
+
+/// ONNX Runtime for this test process, found the way the app finds it.
+pub fn runtime() -> &'static modeldesk::runtime::Runtime {
+    modeldesk::runtime::load(&modeldesk::runtime::Candidates::discover(None))
+        .unwrap_or_else(|e| panic!("ONNX Runtime must load for the tests: {e}"))
+}
+
+/// The ONNX Runtime library the build placed beside the test executables.
+pub fn runtime_library() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().expect("test executable directory");
+    modeldesk::runtime::library_file_names()
+        .iter()
+        .map(|name| dir.join(name))
+        .find(|path| path.is_file())
+        .unwrap_or_else(|| panic!("no ONNX Runtime library beside {}", exe.display()))
+}
+
+/// A Python interpreter with the reference packages (onnxruntime, onnxruntime-genai, …) from
+/// `tests/python/requirements.txt`, in a private virtual environment under the target directory.
+/// Created on first use (needs `python3` and access to PyPI); concurrent tests wait for it.
+pub fn reference_python() -> PathBuf {
+    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
+    PYTHON.get_or_init(|| {
+        let requirements = repo().join("tests/python/requirements.txt");
+        let wanted = std::fs::read_to_string(&requirements).expect("read tests/python/requirements.txt");
+        let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("reference-python");
+        std::fs::create_dir_all(&root).expect("create the reference venv directory");
+        let lock = std::fs::File::create(root.join(".lock")).expect("create the venv lock file");
+        lock.lock().expect("lock the reference venv");
+        let venv = root.join("venv");
+        let python = if cfg!(windows) { venv.join("Scripts/python.exe") } else { venv.join("bin/python") };
+        let stamp = root.join("installed-requirements.txt");
+        if std::fs::read_to_string(&stamp).ok().as_deref() != Some(wanted.as_str()) || !python.is_file() {
+            let host = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+            let _ = std::fs::remove_dir_all(&venv);
+            run(Command::new(&host).args(["-m", "venv"]).arg(&venv), "create the reference venv");
+            run(
+                Command::new(&python).args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r"]).arg(&requirements),
+                "install tests/python/requirements.txt",
+            );
+            std::fs::write(&stamp, &wanted).expect("write the venv stamp");
+        }
+        let _ = lock.unlock();
+        python
+    })
+    .clone()
+}
+
+fn run(command: &mut Command, what: &str) {
+    let output = command.output().unwrap_or_else(|e| panic!("could not {what}: {e}"));
+    assert!(
+        output.status.success(),
+        "could not {what}:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Runs a Python snippet with the reference interpreter; returns stdout.
+pub fn python(script: &str, args: &[&str]) -> String {
+    let output = Command::new(reference_python())
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("run the reference python");
+    assert!(output.status.success(), "python failed:\n{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).expect("python printed UTF-8")
+}
+
+/// onnxruntime-genai's reference run (`../shared/tools/genai_ref.py`), parsed.
+pub fn genai_reference(model: &Path, prompt: &str, max_length: usize, extra: &[&str]) -> serde_json::Value {
+    let script = shared().join("tools/genai_ref.py");
+    let output = Command::new(reference_python())
+        .arg(&script)
+        .arg(model)
+        .arg(prompt)
+        .arg(max_length.to_string())
+        .args(extra)
+        .output()
+        .expect("run genai_ref.py");
+    assert!(output.status.success(), "genai_ref.py failed:\n{}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).expect("genai_ref.py prints JSON")
+}

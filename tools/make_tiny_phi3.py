@@ -1,0 +1,301 @@
+#!/usr/bin/env python3
+"""Builds a tiny Phi-3-shaped ONNX model folder for ModelDesk's self-contained tests.
+
+Rerun (from the repository root) to regenerate the committed fixture:
+
+    python3 -m pip install -r tools/requirements-fixtures.txt
+    python3 tools/make_tiny_phi3.py tests/fixtures/tiny-phi3
+
+A larger model for benchmarks (not committed; same graph, wider):
+
+    python3 tools/make_tiny_phi3.py /tmp/bench-phi3 --hidden 768 --heads 8 --kv-heads 4 \
+        --intermediate 2048 --layers 4 --vocab-size 32064
+
+What it writes is a model folder in the published Phi-3 ONNX format (`genai_config.json`,
+`model.onnx` + `model.onnx.data`, `tokenizer.json`, `tokenizer_config.json` with a chat template),
+with the operators and I/O of Microsoft's `cpu-int4-rtn-block-32-acc-level-4` release:
+
+* `Gather` embedding, `SimplifiedLayerNormalization` / `com.microsoft.SkipSimplifiedLayerNormalization`
+  (RMSNorm with residual), a packed QKV projection feeding `com.microsoft.GroupQueryAttention` with
+  fused rotary (`do_rotary=1`, cos/sin caches), SiLU-gated MLP, and every projection (QKV, o, gate,
+  up, down, lm_head) as `com.microsoft.MatMulNBits` (4 bits, block 32, accuracy level 4, symmetric),
+  quantized by ONNX Runtime's own `MatMulNBitsQuantizer`;
+* inputs `input_ids`, `attention_mask`, `past_key_values.N.key/value` (no `position_ids`);
+  outputs `logits`, `present.N.key/value`; the mask is reduced to GQA's `seqlens_k` and
+  `total_sequence_length` inside the graph.
+
+The weights are random (seeded, so the output is deterministic): its text is gibberish by design;
+token ids are what the tests compare. The tokenizer is a byte-fallback BPE trained here on text
+written for this script, laid out like Phi-3's (<unk>, <s>, </s>, 256 byte tokens, merges, then the
+Phi-3 role tokens), so `eos_token_id`, `pad_token_id` and `vocab_size` are this tokenizer's own.
+"""
+import argparse
+import json
+import logging
+import os
+import shutil
+import tempfile
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+ROLE_TOKENS = [
+    "<|endoftext|>", "<|assistant|>", "<|placeholder1|>", "<|placeholder2|>", "<|placeholder3|>",
+    "<|placeholder4|>", "<|system|>", "<|end|>", "<|placeholder5|>", "<|placeholder6|>", "<|user|>",
+]
+# The role tokens swallow the newline that follows them (the newer Phi-3 tokenizer revision does so).
+RSTRIP_TOKENS = {t for t in ROLE_TOKENS if t != "<|endoftext|>"}
+
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] in ['system', 'user', 'assistant'] %}"
+    "{{ '<|' + message['role'] + '|>\n' + message['content'] + '<|end|>\n' }}"
+    "{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% else %}{{ eos_token }}{% endif %}"
+)
+
+# Text written for this fixture: a little prose, dialogue, code and non-ASCII so that the merges
+# cover common English pieces and the byte fallback is exercised by everything else.
+CORPUS = """
+ModelDesk opens a model folder, reads its configuration and lets you talk to the model.
+The quick brown fox jumps over the lazy dog while the small model counts its tokens.
+A user asks a question, the assistant answers, and the system prompt sets the tone.
+What is the capital of Spain? The capital of Spain is Madrid. What is two plus two? It is four.
+Hello there! How are you today? I am fine, thank you. Tell me a story about a river and a boat.
+Once upon a time a boat sailed down a long river; the sailors sang and the wind was kind to them.
+Write a function that adds two numbers. def add(a, b): return a + b
+for i in range(10): print(i * i)   # squares
+fn main() { println!("hello, world"); }
+The weather is sunny in the morning and rainy in the evening. Numbers: 0 1 2 3 4 5 6 7 8 9 10 42 100.
+Tokens per second, time to first token, prompt tokens, completion tokens and total tokens are shown.
+Café, naïve, déjà vu, über, smörgåsbord. 東京 and 北京 are cities. Emoji: 😀 🚀 ✨.
+Tabs\tand\tnewlines\nare part of text too, and so are "quotes", 'apostrophes' and (parentheses).
+""".strip()
+
+
+def train_tokenizer(out_dir, merges_budget, context_length):
+    """Trains the BPE, then lays its vocabulary out like Phi-3's and writes the tokenizer files."""
+    trainer_tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
+    trainer_tokenizer.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
+    trainer_tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="never")
+    trainer = trainers.BpeTrainer(vocab_size=merges_budget, min_frequency=2, show_progress=False,
+                                  special_tokens=[], limit_alphabet=200)
+    trainer_tokenizer.train_from_iterator([line for line in CORPUS.splitlines() for _ in range(3)], trainer)
+    trained = json.loads(trainer_tokenizer.to_str())["model"]
+
+    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2}
+    for byte in range(256):
+        vocab[f"<0x{byte:02X}>"] = len(vocab)
+    for piece, _ in sorted(trained["vocab"].items(), key=lambda item: item[1]):
+        if piece not in vocab:
+            vocab[piece] = len(vocab)
+    merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in trained["merges"]]
+
+    tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=merges, unk_token="<unk>", byte_fallback=True, fuse_unk=True))
+    tokenizer.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
+    tokenizer.pre_tokenizer = None
+    tokenizer.decoder = decoders.Sequence([
+        decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(), decoders.Strip(" ", 1, 0),
+    ])
+    tokenizer.post_processor = processors.TemplateProcessing(single="$A", pair="$A $B", special_tokens=[])
+    from tokenizers import AddedToken
+    tokenizer.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in ["<unk>", "<s>"]])
+    tokenizer.add_tokens([AddedToken("</s>", special=False, normalized=False)])
+    tokenizer.add_special_tokens([
+        AddedToken(t, special=True, normalized=False, rstrip=t in RSTRIP_TOKENS) for t in ROLE_TOKENS
+    ])
+    tokenizer.save(os.path.join(out_dir, "tokenizer.json"))
+
+    ids = {t: tokenizer.token_to_id(t) for t in ROLE_TOKENS}
+    added = {}
+    for token in ["<unk>", "<s>", "</s>"] + ROLE_TOKENS:
+        token_id = tokenizer.token_to_id(token)
+        added[str(token_id)] = {
+            "content": token, "lstrip": False, "normalized": False,
+            "rstrip": token in RSTRIP_TOKENS, "single_word": False, "special": token != "</s>",
+        }
+    config = {
+        "add_bos_token": False, "add_eos_token": False, "added_tokens_decoder": added,
+        "bos_token": "<s>", "chat_template": CHAT_TEMPLATE, "clean_up_tokenization_spaces": False,
+        "eos_token": "<|endoftext|>", "legacy": False, "model_max_length": context_length, "pad_token": "<|endoftext|>",
+        "padding_side": "left", "sp_model_kwargs": {}, "tokenizer_class": "LlamaTokenizer", "unk_token": "<unk>",
+        "use_default_system_prompt": False,
+    }
+    return tokenizer.get_vocab_size(with_added_tokens=True), ids, config
+
+
+def build_graph(args, vocab_size, rng):
+    hidden, heads, kv_heads, layers = args.hidden, args.heads, args.kv_heads, args.layers
+    head_size = hidden // heads
+    if head_size % 16 or hidden % 32 or args.intermediate % 32 or kv_heads >= heads or heads % kv_heads:
+        raise SystemExit("need head_size % 16 == 0, hidden and intermediate % 32 == 0, and 0 < kv_heads < heads")
+    initializers, nodes = [], []
+
+    def weight(name, shape, scale):
+        initializers.append(numpy_helper.from_array((rng.standard_normal(shape) * scale).astype(np.float32), name))
+        return name
+
+    def norm_weight(name):
+        initializers.append(numpy_helper.from_array((1.0 + 0.1 * rng.standard_normal(hidden)).astype(np.float32), name))
+        return name
+
+    def matmul(prefix, x, k, n, out=None):
+        out = out or f"/model/{prefix}/MatMul/output_0"
+        w = weight(f"{prefix.replace('/', '.')}.MatMul.weight", [k, n], args.weight_scale / np.sqrt(k / 64))
+        nodes.append(helper.make_node("MatMul", [x, w], [out], name=f"/model/{prefix}/MatMul"))
+        return out
+
+    # Attention-mask reformatting for GroupQueryAttention, as the published graphs do it.
+    nodes += [
+        helper.make_node("Constant", [], ["one_1d"], value=helper.make_tensor("one_1d", TensorProto.INT64, [1], [1])),
+        helper.make_node("Constant", [], ["one"], value=helper.make_tensor("one", TensorProto.INT64, [], [1])),
+        helper.make_node("ReduceSum", ["attention_mask", "one_1d"], ["mask_sum"], keepdims=0),
+        helper.make_node("Sub", ["mask_sum", "one_1d"], ["seqlens_k_64"]),
+        helper.make_node("Cast", ["seqlens_k_64"], ["seqlens_k"], to=TensorProto.INT32),
+        helper.make_node("Shape", ["attention_mask"], ["mask_shape"]),
+        helper.make_node("Gather", ["mask_shape", "one"], ["total_len_64"], axis=0),
+        helper.make_node("Cast", ["total_len_64"], ["total_sequence_length"], to=TensorProto.INT32),
+    ]
+    positions = np.arange(args.context_length, dtype=np.float64)[:, None]
+    inv_freq = 1.0 / (args.rope_theta ** (np.arange(0, head_size, 2, dtype=np.float64) / head_size))
+    angles = positions * inv_freq[None, :]
+    initializers.append(numpy_helper.from_array(np.cos(angles).astype(np.float32), "cos_cache"))
+    initializers.append(numpy_helper.from_array(np.sin(angles).astype(np.float32), "sin_cache"))
+
+    embed = weight("model.embed_tokens.weight", [vocab_size, hidden], args.weight_scale)
+    nodes.append(helper.make_node("Gather", [embed, "input_ids"], ["embeddings"]))
+    nodes.append(helper.make_node("SimplifiedLayerNormalization", ["embeddings", norm_weight("model.layers.0.input_layernorm.weight")],
+                                  ["layer0_input_norm"], epsilon=1e-5, axis=-1, stash_type=1))
+    normed, residual = "layer0_input_norm", "embeddings"
+    for layer in range(layers):
+        qkv = matmul(f"layers.{layer}/attn/qkv_proj", normed, hidden, (heads + 2 * kv_heads) * head_size)
+        attention = f"layer{layer}_attention"
+        nodes.append(helper.make_node(
+            "GroupQueryAttention",
+            [qkv, "", "", f"past_key_values.{layer}.key", f"past_key_values.{layer}.value",
+             "seqlens_k", "total_sequence_length", "cos_cache", "sin_cache"],
+            [attention, f"present.{layer}.key", f"present.{layer}.value"],
+            domain="com.microsoft", num_heads=heads, kv_num_heads=kv_heads, scale=float(1 / np.sqrt(head_size)),
+            local_window_size=-1, softcap=0.0, do_rotary=1, rotary_interleaved=0))
+        projected = matmul(f"layers.{layer}/attn/o_proj", attention, hidden, hidden)
+        post_norm, post_sum = f"layer{layer}_post_attention_norm", f"layer{layer}_post_attention_sum"
+        nodes.append(helper.make_node("SkipSimplifiedLayerNormalization",
+                                      [residual, projected, norm_weight(f"model.layers.{layer}.post_attention_layernorm.weight")],
+                                      [post_norm, "", "", post_sum], domain="com.microsoft", epsilon=1e-5))
+        gate = matmul(f"layers.{layer}/mlp/gate_proj", post_norm, hidden, args.intermediate)
+        up = matmul(f"layers.{layer}/mlp/up_proj", post_norm, hidden, args.intermediate)
+        nodes += [
+            helper.make_node("Sigmoid", [gate], [f"layer{layer}_gate_sigmoid"]),
+            helper.make_node("Mul", [gate, f"layer{layer}_gate_sigmoid"], [f"layer{layer}_silu"]),
+            helper.make_node("Mul", [f"layer{layer}_silu", up], [f"layer{layer}_mlp_hidden"]),
+        ]
+        down = matmul(f"layers.{layer}/mlp/down_proj", f"layer{layer}_mlp_hidden", args.intermediate, hidden)
+        last = layer == layers - 1
+        norm_name = "model.norm.weight" if last else f"model.layers.{layer + 1}.input_layernorm.weight"
+        normed, residual = f"layer{layer + 1}_input_norm", f"layer{layer + 1}_residual"
+        nodes.append(helper.make_node("SkipSimplifiedLayerNormalization", [post_sum, down, norm_weight(norm_name)],
+                                      [normed, "", "", residual] if not last else [normed],
+                                      domain="com.microsoft", epsilon=1e-5))
+    matmul("lm_head", normed, hidden, vocab_size, out="logits")
+
+    kv_shape = ["batch_size", kv_heads, "past_sequence_length", head_size]
+    present_shape = ["batch_size", kv_heads, "total_sequence_length", head_size]
+    inputs = [
+        helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch_size", "sequence_length"]),
+        helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch_size", "total_sequence_length"]),
+    ]
+    outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch_size", "sequence_length", vocab_size])]
+    for layer in range(layers):
+        for kind in ("key", "value"):
+            inputs.append(helper.make_tensor_value_info(f"past_key_values.{layer}.{kind}", TensorProto.FLOAT, kv_shape))
+            outputs.append(helper.make_tensor_value_info(f"present.{layer}.{kind}", TensorProto.FLOAT, present_shape))
+    graph = helper.make_graph(nodes, "tiny-phi3", inputs, outputs, initializers)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21), helper.make_opsetid("com.microsoft", 1)])
+    model.ir_version = 10
+    return model, head_size
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("out_dir")
+    parser.add_argument("--hidden", type=int, default=128)
+    parser.add_argument("--heads", type=int, default=4)
+    parser.add_argument("--kv-heads", type=int, default=2)
+    parser.add_argument("--intermediate", type=int, default=256)
+    parser.add_argument("--layers", type=int, default=2)
+    parser.add_argument("--context-length", type=int, default=2048)
+    parser.add_argument("--vocab-size", type=int, default=0, help="logits width; 0 = the tokenizer's size rounded up to 64")
+    parser.add_argument("--merges", type=int, default=700, help="size of the trained BPE vocabulary before byte tokens")
+    parser.add_argument("--weight-scale", type=float, default=0.2)
+    parser.add_argument("--rope-theta", type=float, default=10000.0)
+    parser.add_argument("--seed", type=int, default=20261124)
+    args = parser.parse_args()
+    logging.getLogger("onnxruntime.quantization").setLevel(logging.WARNING)
+
+    work = tempfile.mkdtemp(prefix="tiny-phi3-")
+    try:
+        tokenizer_size, ids, tokenizer_config = train_tokenizer(work, args.merges, args.context_length)
+        vocab_size = args.vocab_size or -(-tokenizer_size // 64) * 64
+        if vocab_size < tokenizer_size:
+            raise SystemExit(f"--vocab-size {vocab_size} is smaller than the tokenizer ({tokenizer_size})")
+        model, head_size = build_graph(args, vocab_size, np.random.default_rng(args.seed))
+        quantizer = MatMulNBitsQuantizer(model, bits=4, block_size=32, is_symmetric=True, accuracy_level=4)
+        quantizer.process()
+        quantized = quantizer.model.model
+        onnx.save_model(quantized, os.path.join(work, "model.onnx"), save_as_external_data=True,
+                        all_tensors_to_one_file=True, location="model.onnx.data", size_threshold=0)
+        with open(os.path.join(work, "tokenizer_config.json"), "w", encoding="utf-8") as f:
+            json.dump(tokenizer_config, f, indent=2, ensure_ascii=False)
+            f.write("\n")
+        eos = [ids["<|endoftext|>"], ids["<|assistant|>"], ids["<|end|>"]]
+        genai_config = {
+            "model": {
+                "bos_token_id": 1,
+                "context_length": args.context_length,
+                "decoder": {
+                    "session_options": {"log_id": "onnxruntime-genai", "provider_options": []},
+                    "filename": "model.onnx",
+                    "head_size": head_size,
+                    "hidden_size": args.hidden,
+                    "inputs": {"input_ids": "input_ids", "attention_mask": "attention_mask",
+                               "past_key_names": "past_key_values.%d.key", "past_value_names": "past_key_values.%d.value"},
+                    "outputs": {"logits": "logits", "present_key_names": "present.%d.key",
+                                "present_value_names": "present.%d.value"},
+                    "num_attention_heads": args.heads,
+                    "num_hidden_layers": args.layers,
+                    "num_key_value_heads": args.kv_heads,
+                },
+                "eos_token_id": eos,
+                "pad_token_id": ids["<|endoftext|>"],
+                "type": "phi3",
+                "vocab_size": vocab_size,
+            },
+            "search": {
+                "diversity_penalty": 0.0, "do_sample": False, "early_stopping": True, "length_penalty": 1.0,
+                "max_length": args.context_length, "min_length": 0, "no_repeat_ngram_size": 0, "num_beams": 1,
+                "num_return_sequences": 1, "past_present_share_buffer": True, "repetition_penalty": 1.0,
+                "temperature": 1.0, "top_k": 50, "top_p": 1.0,
+            },
+        }
+        with open(os.path.join(work, "genai_config.json"), "w", encoding="utf-8") as f:
+            json.dump(genai_config, f, indent=4)
+            f.write("\n")
+        if os.path.exists(args.out_dir):
+            shutil.rmtree(args.out_dir)
+        shutil.copytree(work, args.out_dir)
+        os.chmod(args.out_dir, 0o755)
+        for name in os.listdir(args.out_dir):
+            os.chmod(os.path.join(args.out_dir, name), 0o644)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    total = sum(os.path.getsize(os.path.join(args.out_dir, f)) for f in os.listdir(args.out_dir))
+    print(f"wrote {args.out_dir}: tokenizer {tokenizer_size} ids, logits {vocab_size}, {args.layers} layers, "
+          f"{args.heads} heads / {args.kv_heads} KV heads, {total / 1e6:.2f} MB")
+
+
+if __name__ == "__main__":
+    main()
