@@ -34,13 +34,14 @@ import json
 import logging
 import os
 import shutil
+import string
 import tempfile
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
 ROLE_TOKENS = [
     "<|endoftext|>", "<|assistant|>", "<|placeholder1|>", "<|placeholder2|>", "<|placeholder3|>",
@@ -48,6 +49,11 @@ ROLE_TOKENS = [
 ]
 # The role tokens swallow the newline that follows them (the newer Phi-3 tokenizer revision does so).
 RSTRIP_TOKENS = {t for t in ROLE_TOKENS if t != "<|endoftext|>"}
+
+# How onnxruntime-extensions splits text for Llama-style tokenizers (see train_tokenizer).
+GENAI_LLAMA_SPLIT = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
 
 CHAT_TEMPLATE = (
     "{% for message in messages %}"
@@ -79,12 +85,24 @@ Tabs\tand\tnewlines\nare part of text too, and so are "quotes", 'apostrophes' an
 
 def train_tokenizer(out_dir, merges_budget, context_length):
     """Trains the BPE, then lays its vocabulary out like Phi-3's and writes the tokenizer files."""
+    # onnxruntime-extensions cuts Llama-style text into segments before BPE (GENAI_LLAMA_SPLIT),
+    # while `tokenizers` runs BPE over the whole text. Merges are therefore learned only inside
+    # letter runs (with at most a leading "▁"), which both encoders keep whole: no merge can then
+    # join pieces across a boundary genai respects, and the two produce the same ids. Digits,
+    # punctuation and whitespace stay single-character tokens, as in Phi-3's vocabulary.
+    splitter = pre_tokenizers.Split(Regex(GENAI_LLAMA_SPLIT), behavior="isolated")
+    words = []
+    for line in CORPUS.splitlines():
+        for segment, _ in splitter.pre_tokenize_str(" " + line):
+            letters = segment[1:] if segment.startswith(" ") else segment
+            if letters.isalpha():
+                words.append(segment.replace(" ", "▁"))
     trainer_tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
-    trainer_tokenizer.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
-    trainer_tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="never")
+    trainer_tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    alphabet = sorted(set(string.digits + string.punctuation + "▁"))
     trainer = trainers.BpeTrainer(vocab_size=merges_budget, min_frequency=2, show_progress=False,
-                                  special_tokens=[], limit_alphabet=200)
-    trainer_tokenizer.train_from_iterator([line for line in CORPUS.splitlines() for _ in range(3)], trainer)
+                                  special_tokens=[], initial_alphabet=alphabet, limit_alphabet=300)
+    trainer_tokenizer.train_from_iterator([" ".join(words)] * 3, trainer)
     trained = json.loads(trainer_tokenizer.to_str())["model"]
 
     vocab = {"<unk>": 0, "<s>": 1, "</s>": 2}

@@ -196,16 +196,26 @@ fn nucleus_distribution(scores: &[f32], p: f32, temperature: f32) -> (Vec<usize>
     let max_score = scores[indices[0]];
     let weight = |i: usize| ((scores[indices[i]] - max_score) * inverse_temperature).exp();
     // genai walks the sorted scores, stopping where the prefix provably holds `p` of the mass:
-    // every unseen score is at most the current one, which bounds the tail.
+    // every unseen score is at most the current one, which bounds the tail. It sorts in stages
+    // of 16, 64, 256, … candidates, and a cutoff that falls on the last candidate of a stage
+    // (other than the final one) does not end the search: the walk goes on into the next stage.
+    const FIRST_STAGE: usize = 16;
+    const STAGE_GROWTH: usize = 4;
+    let mut stage_end = FIRST_STAGE.min(vocab);
     let mut cutoff = vocab;
     let mut prefix = 0.0f32;
     for i in 0..vocab {
         let exp_i = weight(i);
         prefix += exp_i;
         let tail_bound = (vocab - i - 1) as f32 * exp_i;
-        if prefix >= p * (prefix + tail_bound) {
+        let reached = prefix >= p * (prefix + tail_bound);
+        let last_of_stage = i + 1 == stage_end;
+        if reached && (!last_of_stage || stage_end == vocab) {
             cutoff = i + 1;
             break;
+        }
+        if last_of_stage {
+            stage_end = (stage_end * STAGE_GROWTH).min(vocab);
         }
     }
     // For small vocabularies genai uses the exact partition function instead.
@@ -339,6 +349,17 @@ mod tests {
             counts[draw_discrete(&[0.1, 0.6, 0.3], &mut rng)] += 1;
         }
         assert!(counts[1] > counts[2] && counts[2] > counts[0], "{counts:?}");
+    }
+
+    #[test]
+    fn a_nucleus_ending_on_a_stage_boundary_grows_like_genais() {
+        // Sixteen equal scores, then a long flat tail: with p just below the mass of the first
+        // sixteen, the cutoff falls on the 16th candidate, which genai does not accept.
+        let mut scores = vec![10.0f32; 16];
+        scores.extend(std::iter::repeat_n(0.0f32, 200));
+        let mass: f32 = 16.0 / (16.0 + 200.0 * (-10.0f32).exp());
+        let (indices, _) = nucleus_distribution(&scores, mass * 0.999, 1.0);
+        assert_eq!(indices.len(), 17);
     }
 
     #[test]

@@ -1,0 +1,263 @@
+//! Token-for-token conformance with onnxruntime-genai 0.18 (contract §11 cases 1–8), on the
+//! repository's tiny fixture and on the shared micro Phi-3 (real Phi-3 tokenizer).
+
+mod support;
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    sync::atomic::AtomicBool,
+};
+
+use modeldesk::engine::{ChatMessage, DecoderSettings, Engine, GenerateOptions, KvMode, Prompt};
+use serde_json::{Value, json};
+
+#[derive(Clone)]
+struct Case {
+    name: String,
+    model: PathBuf,
+    prompt: CasePrompt,
+    max_length: usize,
+    options: Value,
+}
+
+#[derive(Clone)]
+enum CasePrompt {
+    Raw(String),
+    Chat(Vec<ChatMessage>),
+    Ids(Vec<i64>),
+}
+
+fn reference(cases: &[Case]) -> Vec<Value> {
+    let input: Vec<Value> = cases
+        .iter()
+        .map(|case| {
+            let mut value = json!({"model": case.model, "max_length": case.max_length, "options": case.options});
+            match &case.prompt {
+                CasePrompt::Raw(text) => value["prompt"] = json!(text),
+                CasePrompt::Chat(messages) => value["messages"] = json!(messages),
+                CasePrompt::Ids(ids) => value["ids"] = json!(ids),
+            }
+            value
+        })
+        .collect();
+    let mut child = Command::new(support::reference_python())
+        .arg(support::repo().join("tests/python/genai_cases.py"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    serde_json::to_writer(child.stdin.take().unwrap(), &input).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "genai_cases.py failed: {}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+fn options_from(case: &Case) -> GenerateOptions {
+    let o = &case.options;
+    GenerateOptions {
+        max_length: Some(case.max_length),
+        do_sample: o["do_sample"].as_bool(),
+        top_k: o["top_k"].as_u64().map(|v| v as usize),
+        top_p: o["top_p"].as_f64().map(|v| v as f32),
+        temperature: o["temperature"].as_f64().map(|v| v as f32),
+        repetition_penalty: o["repetition_penalty"].as_f64().map(|v| v as f32),
+        min_length: o["min_length"].as_u64().map(|v| v as usize),
+        no_repeat_ngram_size: o["no_repeat_ngram_size"].as_u64().map(|v| v as usize),
+        seed: o["random_seed"].as_i64(),
+        ..GenerateOptions::default()
+    }
+}
+
+/// Our run of a case: (prompt ids, completion ids, finish reason, eos) or an error message.
+fn ours(engine: &mut Engine, case: &Case, kv_mode: KvMode) -> Result<(Vec<i64>, Vec<i64>, String, Option<i64>), String> {
+    let mut options = options_from(case);
+    options.kv_mode = kv_mode;
+    let cancel = AtomicBool::new(false);
+    let ids = match &case.prompt {
+        CasePrompt::Ids(ids) => ids.clone(),
+        CasePrompt::Raw(text) => engine.prepare(&Prompt::Raw(text.clone()), usize::MAX, Default::default()).map_err(|e| e.to_string())?.ids,
+        CasePrompt::Chat(messages) => {
+            engine.prepare(&Prompt::Chat(messages.clone()), usize::MAX, Default::default()).map_err(|e| e.to_string())?.ids
+        }
+    };
+    let completion = engine.generate_ids(&ids, &options, &cancel, &mut |_| {}).map_err(|e| e.to_string())?;
+    Ok((completion.prompt_ids, completion.completion_ids, completion.finish_reason.as_str().to_owned(), completion.eos_token))
+}
+
+fn long_text(engine: &Engine, min_tokens: usize) -> String {
+    let paragraph = "The small model reads a long story about rivers, boats and sailors who sing at night, \
+                     and counts every token it sees while the weather changes from sunny to rainy. ";
+    let mut text = String::new();
+    while engine.tokenizer.encode(&text).unwrap().len() < min_tokens {
+        text.push_str(paragraph);
+    }
+    text
+}
+
+fn cases_for(engine: &Engine, model: &Path) -> Vec<Case> {
+    let case = |name: &str, prompt: CasePrompt, max_length: usize, options: Value| Case {
+        name: format!("{} / {name}", model.file_name().unwrap().to_string_lossy()),
+        model: model.to_path_buf(),
+        prompt,
+        max_length,
+        options,
+    };
+    let user = ChatMessage::new("user", "What is the capital of Spain?");
+    let system = ChatMessage::new("system", "You are a helpful assistant.");
+    let long = long_text(engine, 420);
+    let pad = engine.facts.pad_token_id.unwrap();
+    let mut padded = engine.tokenizer.encode("Hello there").unwrap();
+    padded.push(pad);
+    let plain = CasePrompt::Raw("The quick brown fox".into());
+    vec![
+        case("chat without system", CasePrompt::Chat(vec![user.clone()]), 64, json!({})),
+        case("chat with system", CasePrompt::Chat(vec![system, user.clone()]), 72, json!({})),
+        case("plain prompt", plain.clone(), 48, json!({})),
+        case("400+ token prompt", CasePrompt::Raw(long), 480, json!({})),
+        case("prompt ending in the pad token", CasePrompt::Ids(padded), 40, json!({})),
+        case("repetition penalty 1.3", plain.clone(), 48, json!({"repetition_penalty": 1.3})),
+        case("repetition penalty 0.7", plain.clone(), 48, json!({"repetition_penalty": 0.7})),
+        case("min_length and no_repeat_ngram", plain.clone(), 48, json!({"min_length": 30, "no_repeat_ngram_size": 2})),
+        case("max_length just above the prompt", plain.clone(), 6, json!({})),
+        case("seeded top-k", CasePrompt::Chat(vec![user.clone()]), 64,
+            json!({"do_sample": true, "top_k": 5, "temperature": 0.8, "random_seed": 42})),
+        case("seeded top-p", CasePrompt::Chat(vec![user.clone()]), 64,
+            json!({"do_sample": true, "top_k": 0, "top_p": 0.9, "temperature": 0.7, "random_seed": 42})),
+        case("seeded top-k + top-p", CasePrompt::Chat(vec![user]), 64,
+            json!({"do_sample": true, "top_k": 40, "top_p": 0.8, "temperature": 1.2, "random_seed": 7})),
+    ]
+}
+
+/// A copy of a model folder whose EOS set also holds `extra_eos`.
+fn with_extra_eos(model: &Path, extra_eos: i64, into: &Path) -> PathBuf {
+    let copy = into.join(model.file_name().unwrap());
+    std::fs::create_dir_all(&copy).unwrap();
+    for entry in std::fs::read_dir(model).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), copy.join(entry.file_name())).unwrap();
+    }
+    let path = copy.join("genai_config.json");
+    let mut config: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let mut eos: Vec<Value> = match &config["model"]["eos_token_id"] {
+        Value::Array(ids) => ids.clone(),
+        other => vec![other.clone()],
+    };
+    eos.push(json!(extra_eos));
+    config["model"]["eos_token_id"] = Value::Array(eos);
+    std::fs::write(&path, serde_json::to_string_pretty(&config).unwrap()).unwrap();
+    copy
+}
+
+#[test]
+fn token_ids_equal_onnxruntime_genai_on_both_fixtures() {
+    let runtime = support::runtime();
+    let scratch = tempfile::tempdir().unwrap();
+    let models = [support::tiny_phi3(), support::shared().join("fixtures/phi3-micro-int4")];
+    let mut engines = Vec::new();
+    let mut cases = Vec::new();
+    for model in &models {
+        let engine = Engine::load(runtime, model, &DecoderSettings::default()).unwrap();
+        cases.extend(cases_for(&engine, model));
+        engines.push(engine);
+    }
+    // EOS reached mid-way: make the token greedy decoding emits at step 5 an EOS.
+    let mut eos_cases = Vec::new();
+    for (index, model) in models.iter().enumerate() {
+        let base = cases.iter().find(|c| c.model == *model && c.name.ends_with("/ plain prompt")).unwrap().clone();
+        let (_, ids, _, _) = ours(&mut engines[index], &base, KvMode::Shared).unwrap();
+        let stop_token = ids[5];
+        let first_seen = ids.iter().position(|&id| id == stop_token).unwrap();
+        let copy = with_extra_eos(model, stop_token, &scratch.path().join(index.to_string()));
+        eos_cases.push((first_seen, Case { name: format!("{} / EOS mid-way", base.name), model: copy, ..base }));
+    }
+    let mut eos_engines: Vec<Engine> =
+        eos_cases.iter().map(|(_, c)| Engine::load(runtime, &c.model, &DecoderSettings::default()).unwrap()).collect();
+    let all: Vec<Case> = cases.iter().cloned().chain(eos_cases.iter().map(|(_, c)| c.clone())).collect();
+    let expected = reference(&all);
+
+    let mut checked = 0;
+    for (case, want) in all.iter().zip(&expected) {
+        assert!(want["error"].is_null(), "{}: genai failed: {}", case.name, want["error"]);
+        let engine = match engines.iter_mut().find(|e| e.folder.dir == case.model) {
+            Some(engine) => engine,
+            None => eos_engines.iter_mut().find(|e| e.folder.dir == case.model).unwrap(),
+        };
+        for mode in [KvMode::Shared, KvMode::Growing] {
+            let (prompt, completion, finish, eos) = ours(engine, case, mode).unwrap_or_else(|e| panic!("{}: {e}", case.name));
+            let prompt_want: Vec<i64> = serde_json::from_value(want["prompt_ids"].clone()).unwrap();
+            let completion_want: Vec<i64> = serde_json::from_value(want["generated_ids"].clone()).unwrap();
+            assert_eq!(prompt, prompt_want, "{} ({mode:?}): prompt ids", case.name);
+            assert_eq!(completion, completion_want, "{} ({mode:?}): generated ids", case.name);
+            assert_eq!(finish, want["finish_reason"].as_str().unwrap(), "{} ({mode:?}): finish reason", case.name);
+            assert_eq!(eos, want["eos"].as_i64(), "{} ({mode:?}): EOS", case.name);
+        }
+        checked += 1;
+    }
+    for (first_seen, case) in &eos_cases {
+        let want = &expected[cases.len() + eos_cases.iter().position(|(_, c)| c.name == case.name).unwrap()];
+        assert_eq!(want["generated_ids"].as_array().unwrap().len(), *first_seen, "{}: stops where the EOS first appears", case.name);
+        assert_eq!(want["finish_reason"], "stop");
+    }
+    assert_eq!(checked, all.len());
+    assert!(checked >= 26);
+}
+
+#[test]
+fn max_length_limits_match_genai() {
+    let runtime = support::runtime();
+    let model = support::tiny_phi3();
+    let mut engine = Engine::load(runtime, &model, &DecoderSettings::default()).unwrap();
+    let prompt = engine.tokenizer.encode("The quick brown fox").unwrap();
+    let p = prompt.len();
+    let context = engine.facts.context_length;
+    let case = |max_length| Case {
+        name: format!("max_length {max_length}"),
+        model: model.clone(),
+        prompt: CasePrompt::Ids(prompt.clone()),
+        max_length,
+        options: json!({}),
+    };
+    let cases = [case(p), case(p - 1), case(context + 1), case(p + 3)];
+    let expected = reference(&cases);
+    // Equal to the prompt: genai raises on the first step; ModelDesk returns an empty reply.
+    assert!(expected[0]["error"].as_str().unwrap_or_default().contains("max_length"), "{}", expected[0]);
+    let (_, ids, finish, _) = ours(&mut engine, &cases[0], KvMode::Shared).unwrap();
+    assert!(ids.is_empty());
+    assert_eq!(finish, "length");
+    // Below the prompt and above the context: both refuse, ModelDesk naming the sizes.
+    assert!(!expected[1]["error"].is_null());
+    let below = ours(&mut engine, &cases[1], KvMode::Shared).unwrap_err();
+    assert!(below.contains(&format!("prompt is {p} tokens")) && below.contains(&format!("max_length is {}", p - 1)), "{below}");
+    assert!(!expected[2]["error"].is_null());
+    let above = ours(&mut engine, &cases[2], KvMode::Shared).unwrap_err();
+    assert!(above.contains(&context.to_string()), "{above}");
+    // Above the prompt: exactly max_length - prompt tokens when no EOS comes.
+    let (_, ids, finish, _) = ours(&mut engine, &cases[3], KvMode::Shared).unwrap();
+    assert_eq!(ids.len(), 3);
+    assert_eq!(finish, "length");
+    assert_eq!(serde_json::to_value(&ids).unwrap(), expected[3]["generated_ids"]);
+}
+
+#[test]
+fn shared_and_growing_kv_give_identical_logits_and_prefill_is_one_run() {
+    let runtime = support::runtime();
+    let mut engine = Engine::load(runtime, &support::tiny_phi3(), &DecoderSettings::default()).unwrap();
+    let prompt = engine.tokenizer.encode(&long_text(&engine, 300)).unwrap();
+    let mut shared = engine.decoder.new_cache(KvMode::Shared);
+    let mut growing = engine.decoder.new_cache(KvMode::Growing);
+    let a = engine.decoder.step(&mut shared, &prompt, 2048).unwrap();
+    let b = engine.decoder.step(&mut growing, &prompt, 2048).unwrap();
+    assert_eq!(a.data, b.data, "prefill logits");
+    let mut token = modeldesk::engine::sampling::argmax_first(a.row(a.rows - 1)) as i64;
+    // Cross a 256-row chunk boundary so the shared buffers grow at least once.
+    for step in 0..300 {
+        let a = engine.decoder.step(&mut shared, &[token], 2048).unwrap();
+        let b = engine.decoder.step(&mut growing, &[token], 2048).unwrap();
+        assert_eq!(a.data, b.data, "decode step {step}");
+        token = modeldesk::engine::sampling::argmax_first(a.row(0)) as i64;
+    }
+    assert_eq!(shared.len(), prompt.len() + 300);
+    assert!(shared.capacity() >= shared.len() && shared.capacity() < shared.len() + 256, "grown in chunks");
+}
