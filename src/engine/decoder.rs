@@ -157,15 +157,25 @@ impl Decoder {
 
     /// Empty caches for a new sequence.
     pub fn new_cache(&self, mode: KvMode) -> KvCache {
-        KvCache { mode, length: 0, storage: KvStorage::Empty }
+        KvCache { mode, length: 0, storage: KvStorage::Empty, binding: None, logits_bound_rows: 0 }
     }
 
     /// Runs the model on `new_ids` appended to the cache; returns the logits rows (one per new
     /// token) as f32. The cache length grows by `new_ids.len()`.
     pub fn step(&mut self, cache: &mut KvCache, new_ids: &[i64], capacity_hint: usize) -> Result<Logits, DecoderError> {
+        self.step_rows(cache, new_ids, capacity_hint, None)
+    }
+
+    /// Like [`Self::step`], but copies out only logits row `row` (the generation loop needs one
+    /// row; a prefill's full logits are `prompt × vocab` floats).
+    pub fn step_row(&mut self, cache: &mut KvCache, new_ids: &[i64], capacity_hint: usize, row: usize) -> Result<Logits, DecoderError> {
+        self.step_rows(cache, new_ids, capacity_hint, Some(row))
+    }
+
+    fn step_rows(&mut self, cache: &mut KvCache, new_ids: &[i64], capacity_hint: usize, row: Option<usize>) -> Result<Logits, DecoderError> {
         match self.io.kv_type {
-            ElementType::F32 => self.step_typed::<f32>(cache, new_ids, capacity_hint),
-            ElementType::F16 => self.step_typed::<f16>(cache, new_ids, capacity_hint),
+            ElementType::F32 => self.step_typed::<f32>(cache, new_ids, capacity_hint, row),
+            ElementType::F16 => self.step_typed::<f16>(cache, new_ids, capacity_hint, row),
         }
     }
 
@@ -174,6 +184,7 @@ impl Decoder {
         cache: &mut KvCache,
         new_ids: &[i64],
         capacity_hint: usize,
+        row: Option<usize>,
     ) -> Result<Logits, DecoderError> {
         let past_len = cache.length;
         let total = past_len + new_ids.len();
@@ -186,34 +197,62 @@ impl Decoder {
             ),
             None => None,
         };
+        let rows = match row {
+            Some(index) if index < new_ids.len() => index..index + 1,
+            Some(index) => return Err(DecoderError::Contract(format!("logits row {index} of {} requested", new_ids.len()))),
+            None => 0..new_ids.len(),
+        };
         let started = Instant::now();
         let logits = match cache.mode {
             KvMode::Shared => {
-                let buffers = T::shared_buffers(&mut cache.storage);
-                ensure_capacity::<T>(buffers, &self.io, past_len, total, capacity_hint)?;
-                let mut binding = self.session.create_binding().map_err(run_error)?;
+                let grown = ensure_capacity::<T>(T::shared_buffers(&mut cache.storage), &self.io, past_len, total, capacity_hint)?;
+                // One binding per sequence: the KV buffers are bound once (again only after they
+                // grow); each step rebinds just the small inputs and the logits output.
+                if cache.binding.is_none() || grown {
+                    let mut binding = self.session.create_binding().map_err(run_error)?;
+                    let layers = self.io.layers();
+                    for (index, buffer) in T::shared_buffers(&mut cache.storage).iter_mut().enumerate() {
+                        let layer = index % layers;
+                        let (past, present) = if index < layers {
+                            (&self.io.past_keys[layer], &self.io.present_keys[layer])
+                        } else {
+                            (&self.io.past_values[layer], &self.io.present_values[layer])
+                        };
+                        binding.bind_input(past, &*buffer).map_err(run_error)?;
+                        binding.bind_output(present, &mut *buffer).map_err(run_error)?;
+                    }
+                    cache.binding = Some(binding);
+                    cache.logits_bound_rows = 0;
+                }
+                let Some(binding) = cache.binding.as_mut() else { unreachable!("binding created above") };
                 binding.bind_input(&self.io.input_ids, &ids).map_err(run_error)?;
                 binding.bind_input(&self.io.attention_mask, &mask).map_err(run_error)?;
                 if let (Some(name), Some(positions)) = (&self.io.position_ids, &positions) {
                     binding.bind_input(name, positions).map_err(run_error)?;
                 }
-                let layers = self.io.layers();
-                for (index, buffer) in buffers.iter_mut().enumerate() {
-                    let layer = index % layers;
-                    let (past, present) = if index < layers {
-                        (&self.io.past_keys[layer], &self.io.present_keys[layer])
-                    } else {
-                        (&self.io.past_values[layer], &self.io.present_values[layer])
-                    };
-                    binding.bind_input(past, &*buffer).map_err(run_error)?;
-                    binding.bind_output(present, &mut *buffer).map_err(run_error)?;
+                // Decode steps write their one logits row into a tensor allocated once.
+                if new_ids.len() == 1 {
+                    if cache.logits_bound_rows != 1 {
+                        let allocator = Allocator::default();
+                        let shape = [1usize, 1, self.io.vocab_size];
+                        match self.io.logits_type {
+                            ElementType::F32 => binding
+                                .bind_output(&self.io.logits, Tensor::<f32>::new(&allocator, shape).map_err(run_error)?)
+                                .map_err(run_error)?,
+                            ElementType::F16 => binding
+                                .bind_output(&self.io.logits, Tensor::<f16>::new(&allocator, shape).map_err(run_error)?)
+                                .map_err(run_error)?,
+                        }
+                        cache.logits_bound_rows = 1;
+                    }
+                } else {
+                    binding
+                        .bind_output_to_device(&self.io.logits, &self.session.allocator().memory_info())
+                        .map_err(run_error)?;
+                    cache.logits_bound_rows = 0;
                 }
-                binding
-                    .bind_output_to_device(&self.io.logits, &self.session.allocator().memory_info())
-                    .map_err(run_error)?;
-                let outputs =
-                    self.session.run_binding_with_options(&binding, &self.run_options).map_err(classify)?;
-                extract_logits(&outputs[self.io.logits.as_str()], self.io.logits_type, new_ids.len(), self.io.vocab_size)?
+                let outputs = self.session.run_binding_with_options(binding, &self.run_options).map_err(classify)?;
+                extract_logits(&outputs[self.io.logits.as_str()], self.io.logits_type, new_ids.len(), self.io.vocab_size, rows.clone())?
             }
             KvMode::Growing => {
                 let past = T::growing_past(&mut cache.storage, &self.io)?;
@@ -229,10 +268,14 @@ impl Decoder {
                     let name = if index < layers { &self.io.past_keys[index] } else { &self.io.past_values[index - layers] };
                     inputs.push((name.as_str().into(), value.into()));
                 }
-                let mut outputs =
-                    self.session.run_with_options(inputs, &self.run_options).map_err(classify)?;
-                let logits =
-                    extract_logits(&outputs[self.io.logits.as_str()], self.io.logits_type, new_ids.len(), self.io.vocab_size)?;
+                let mut outputs = self.session.run_with_options(inputs, &self.run_options).map_err(classify)?;
+                let logits = extract_logits(
+                    &outputs[self.io.logits.as_str()],
+                    self.io.logits_type,
+                    new_ids.len(),
+                    self.io.vocab_size,
+                    rows.clone(),
+                )?;
                 let mut presents = Vec::with_capacity(2 * layers);
                 for name in self.io.present_keys.iter().chain(&self.io.present_values) {
                     let value = outputs
@@ -246,9 +289,8 @@ impl Decoder {
             }
         };
         cache.length = total;
-        Ok(Logits { rows: new_ids.len(), vocab: self.io.vocab_size, data: logits, elapsed: started.elapsed() })
+        Ok(Logits { first_row: rows.start, rows: rows.len(), vocab: self.io.vocab_size, data: logits, elapsed: started.elapsed() })
     }
-
 }
 
 /// A run stopped through `RunOptions::terminate` reports "Exiting due to terminate flag".
@@ -268,8 +310,11 @@ impl Canceller {
     }
 }
 
-/// Logits of one step, as f32 (f16 models are widened exactly).
+/// Logits rows of one step, as f32 (f16 models are widened exactly).
 pub struct Logits {
+    /// Index (among the step's tokens) of the first row held.
+    pub first_row: usize,
+    /// Rows held.
     pub rows: usize,
     pub vocab: usize,
     pub data: Vec<f32>,
@@ -277,23 +322,42 @@ pub struct Logits {
 }
 
 impl Logits {
+    /// The logits for token `index` of the step.
     pub fn row(&self, index: usize) -> &[f32] {
-        &self.data[index * self.vocab..(index + 1) * self.vocab]
+        let local = index - self.first_row;
+        &self.data[local * self.vocab..(local + 1) * self.vocab]
     }
 }
 
-fn extract_logits(value: &DynValue, ty: ElementType, rows: usize, vocab: usize) -> Result<Vec<f32>, DecoderError> {
-    let data: Vec<f32> = match ty {
-        ElementType::F32 => value.try_extract_tensor::<f32>().map_err(run_error)?.1.to_vec(),
-        ElementType::F16 => value.try_extract_tensor::<f16>().map_err(run_error)?.1.iter().map(|v| v.to_f32()).collect(),
+fn extract_logits(
+    value: &DynValue,
+    ty: ElementType,
+    tokens: usize,
+    vocab: usize,
+    rows: std::ops::Range<usize>,
+) -> Result<Vec<f32>, DecoderError> {
+    let check = |len: usize| {
+        if len == tokens * vocab {
+            Ok(())
+        } else {
+            Err(DecoderError::Contract(format!(
+                "logits have {len} values for {tokens} tokens; expected {tokens} × vocab_size {vocab}"
+            )))
+        }
     };
-    if data.len() != rows * vocab {
-        return Err(DecoderError::Contract(format!(
-            "logits have {} values for {rows} tokens; expected {rows} × vocab_size {vocab}",
-            data.len()
-        )));
-    }
-    Ok(data)
+    let span = rows.start * vocab..rows.end * vocab;
+    Ok(match ty {
+        ElementType::F32 => {
+            let (_, data) = value.try_extract_tensor::<f32>().map_err(run_error)?;
+            check(data.len())?;
+            data[span].to_vec()
+        }
+        ElementType::F16 => {
+            let (_, data) = value.try_extract_tensor::<f16>().map_err(run_error)?;
+            check(data.len())?;
+            data[span].iter().map(|v| v.to_f32()).collect()
+        }
+    })
 }
 
 /// One sequence's KV cache.
@@ -301,6 +365,10 @@ pub struct KvCache {
     mode: KvMode,
     length: usize,
     storage: KvStorage,
+    /// Shared mode: the binding that ties the KV buffers to past and present.
+    binding: Option<ort::session::IoBinding>,
+    /// How many logits rows the binding's preallocated output holds (0: ORT allocates).
+    logits_bound_rows: usize,
 }
 
 enum KvStorage {
@@ -392,16 +460,17 @@ fn growing_storage<'a, T: KvElement>(storage: &'a mut KvStorage, io: &DecoderIo)
 
 /// Makes sure every shared buffer holds at least `total` rows, growing by whole chunks (never
 /// beyond `capacity_hint`, the sequence's max length) and copying the `kept` rows already written.
+/// Returns whether new buffers were made.
 fn ensure_capacity<T: KvElement>(
     buffers: &mut Vec<Tensor<T>>,
     io: &DecoderIo,
     kept: usize,
     total: usize,
     capacity_hint: usize,
-) -> Result<(), DecoderError> {
+) -> Result<bool, DecoderError> {
     let current = buffers.first().map(|t| t.shape()[2] as usize).unwrap_or(0);
     if buffers.len() == 2 * io.layers() && current >= total {
-        return Ok(());
+        return Ok(false);
     }
     let wanted = total.div_ceil(KV_CHUNK_TOKENS) * KV_CHUNK_TOKENS;
     let capacity = wanted.min(capacity_hint.max(total));
@@ -425,7 +494,7 @@ fn ensure_capacity<T: KvElement>(
         grown.push(fresh);
     }
     *buffers = grown;
-    Ok(())
+    Ok(true)
 }
 
 fn discover_io(session: &Session, folder: &ModelFolder) -> Result<DecoderIo, DecoderError> {

@@ -197,15 +197,15 @@ pub fn run(
         }
         decoder.reset_cancel()?;
         let mut cache = decoder.new_cache(options.kv_mode);
-        let logits = match decoder.step(&mut cache, prompt_ids, max_length) {
+        // The first token comes from the last prompt position that is not the pad token.
+        let row_index = prompt_ids.iter().rposition(|&id| Some(id) != pad).unwrap_or(0);
+        let logits = match decoder.step_row(&mut cache, prompt_ids, max_length, row_index) {
             Ok(logits) => logits,
             Err(DecoderError::Cancelled) => break 'generate FinishReason::Cancelled,
             Err(error) => return Err(error.into()),
         };
         prefill_time = logits.elapsed;
         on_progress(Progress::Prefilled { prompt_tokens: prompt_len, elapsed: prefill_time });
-        // The first token comes from the last prompt position that is not the pad token.
-        let row_index = prompt_ids.iter().rposition(|&id| Some(id) != pad).unwrap_or(0);
         let mut row = logits.row(row_index).to_vec();
         loop {
             sampling::apply_processors(&mut row, &sequence, &resolved.sampling, eos);
@@ -245,7 +245,7 @@ pub fn run(
             if cancel.load(Ordering::Relaxed) {
                 break 'generate FinishReason::Cancelled;
             }
-            let step = match decoder.step(&mut cache, &[token], max_length) {
+            let step = match decoder.step_row(&mut cache, &[token], max_length, 0) {
                 Ok(logits) => logits,
                 Err(DecoderError::Cancelled) => break 'generate FinishReason::Cancelled,
                 Err(error) => return Err(error.into()),

@@ -139,6 +139,19 @@ impl Engine {
     /// Renders and encodes a prompt, fitting a conversation into `max_length` per `policy`
     /// while leaving room for at least one completion token.
     pub fn prepare(&self, prompt: &Prompt, max_length: usize, policy: ContextPolicy) -> Result<PreparedPrompt, EngineError> {
+        let prepared = self.prepare_unchecked(prompt, max_length, policy)?;
+        if prepared.ids.len() > max_length {
+            return Err(GenerateError::PromptTooLong {
+                prompt_tokens: prepared.ids.len(),
+                max_length,
+                context_length: self.facts.context_length,
+            }
+            .into());
+        }
+        Ok(prepared)
+    }
+
+    fn prepare_unchecked(&self, prompt: &Prompt, max_length: usize, policy: ContextPolicy) -> Result<PreparedPrompt, EngineError> {
         match prompt {
             Prompt::Raw(text) => Ok(PreparedPrompt { text: text.clone(), ids: self.tokenizer.encode(text)?, dropped_messages: 0 }),
             Prompt::Chat(messages) => {

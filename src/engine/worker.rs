@@ -62,10 +62,33 @@ impl RequestHandle {
     }
 }
 
+/// Stops whatever reply is running (Esc in the GUI); cloneable and usable from any thread.
+#[derive(Clone)]
+pub struct Stopper {
+    current: Arc<Mutex<Option<Arc<AtomicBool>>>>,
+    canceller: Arc<Mutex<Option<Canceller>>>,
+}
+
+impl Stopper {
+    pub fn stop(&self) {
+        if let Ok(current) = self.current.lock() {
+            if let Some(flag) = current.as_ref() {
+                flag.store(true, Ordering::SeqCst);
+            }
+        }
+        if let Ok(slot) = self.canceller.lock() {
+            if let Some(canceller) = slot.as_ref() {
+                canceller.cancel();
+            }
+        }
+    }
+}
+
 pub struct Worker {
     commands: Sender<Command>,
     events: Receiver<Event>,
     canceller: Arc<Mutex<Option<Canceller>>>,
+    current: Arc<Mutex<Option<Arc<AtomicBool>>>>,
     next_id: u64,
     thread: Option<JoinHandle<()>>,
 }
@@ -75,12 +98,19 @@ impl Worker {
         let (commands, command_rx) = mpsc::channel();
         let (event_tx, events) = mpsc::channel();
         let canceller = Arc::new(Mutex::new(None));
+        let current = Arc::new(Mutex::new(None));
         let shared = Arc::clone(&canceller);
+        let running = Arc::clone(&current);
         let thread = std::thread::Builder::new()
             .name("modeldesk-engine".into())
-            .spawn(move || worker_loop(runtime, command_rx, event_tx, waker, shared))
+            .spawn(move || worker_loop(runtime, command_rx, event_tx, waker, shared, running))
             .ok();
-        Self { commands, events, canceller, next_id: 1, thread }
+        Self { commands, events, canceller, current, next_id: 1, thread }
+    }
+
+    /// A handle that stops the reply running at the time it is used.
+    pub fn stopper(&self) -> Stopper {
+        Stopper { current: Arc::clone(&self.current), canceller: Arc::clone(&self.canceller) }
     }
 
     pub fn load(&self, path: PathBuf, settings: DecoderSettings) {
@@ -129,6 +159,7 @@ fn worker_loop(
     events: Sender<Event>,
     waker: Waker,
     canceller: Arc<Mutex<Option<Canceller>>>,
+    current: Arc<Mutex<Option<Arc<AtomicBool>>>>,
 ) {
     let send = |event: Event| {
         let _ = events.send(event);
@@ -161,6 +192,9 @@ fn worker_loop(
                     send(Event::Failed { id, message: "no model is loaded".into() });
                     continue;
                 };
+                if let Ok(mut slot) = current.lock() {
+                    *slot = Some(Arc::clone(&cancel));
+                }
                 let result = (|| {
                     let resolved = engine.resolve(&options)?;
                     let prepared = engine.prepare(&prompt, resolved.max_length, policy)?;
@@ -171,6 +205,9 @@ fn worker_loop(
                         }
                     })
                 })();
+                if let Ok(mut slot) = current.lock() {
+                    *slot = None;
+                }
                 match result {
                     Ok(completion) => send(Event::Finished { id, completion: Box::new(completion) }),
                     Err(error) => send(Event::Failed { id, message: error.to_string() }),
