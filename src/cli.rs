@@ -132,6 +132,10 @@ pub struct BenchArgs {
     pub threads: Option<usize>,
     #[arg(long, value_enum, default_value_t = KvModeArg::Shared)]
     pub kv_mode: KvModeArg,
+    /// The sequence limit (default: prompt + generated tokens). ModelDesk reserves KV memory as
+    /// the sequence grows, whatever this is.
+    #[arg(long)]
+    pub max_length: Option<usize>,
     #[arg(long)]
     pub json: bool,
 }
@@ -356,7 +360,7 @@ fn bench(args: BenchArgs) -> Result<()> {
     let load_ms = started.elapsed().as_secs_f64() * 1000.0;
     let prompt_ids = bench_prompt(&engine, args.prompt_tokens)?;
     let options = GenerateOptions {
-        max_length: Some(args.prompt_tokens + args.gen_tokens),
+        max_length: Some(args.max_length.unwrap_or(args.prompt_tokens + args.gen_tokens)),
         max_tokens: Some(args.gen_tokens),
         do_sample: Some(false),
         suppress_eos: true,

@@ -8,5 +8,6 @@ pub mod app_dirs;
 pub mod cli;
 pub mod engine;
 pub mod memory;
+pub mod mlflow;
 pub mod runtime;
 pub mod ui;

@@ -3,7 +3,7 @@
 prints the ratios (ModelDesk / genai; above 1.0 is better for speeds, below 1.0 for time and memory).
 
     python3 tools/bench_vs_genai.py MODEL_DIR [--prompt-tokens 128] [--gen-tokens 128] [--runs 5]
-        [--threads N] [--modeldesk target/release/modeldesk] [--json]
+        [--threads N] [--max-length N] [--modeldesk target/release/modeldesk] [--json]
 
 Needs `pip install -r tests/python/requirements.txt`. Each tool runs in its own process: one
 warm-up run, then --runs measured runs of exactly --gen-tokens tokens after a --prompt-tokens
@@ -50,7 +50,7 @@ def genai_run(args):
     samples = []
     for run in range(args.runs + 1):
         params = og.GeneratorParams(model)
-        params.set_search_options(max_length=total, min_length=total, do_sample=False)
+        params.set_search_options(max_length=args.max_length or total, min_length=total, do_sample=False)
         generator = og.Generator(model, params)
         t0 = time.perf_counter()
         generator.append_tokens(prompt)
@@ -58,7 +58,7 @@ def genai_run(args):
         generator.generate_next_token()
         t2 = time.perf_counter()
         generated = 1
-        while not generator.is_done():
+        while not generator.is_done() and generated < args.gen_tokens:
             generator.generate_next_token()
             generated += 1
         t3 = time.perf_counter()
@@ -85,6 +85,8 @@ def main():
     parser.add_argument("--gen-tokens", type=int, default=128)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--max-length", type=int, default=0,
+                        help="sequence limit for both tools (default: prompt + generated); genai reserves KV for all of it")
     parser.add_argument("--modeldesk", default=None, help="the modeldesk binary (default: target dir or PATH)")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--genai-child", action="store_true", help=argparse.SUPPRESS)
@@ -98,6 +100,8 @@ def main():
         binary = os.path.join(target, "release", "modeldesk")
     common = ["--prompt-tokens", str(args.prompt_tokens), "--gen-tokens", str(args.gen_tokens), "--runs", str(args.runs)]
     threads = ["--threads", str(args.threads)] if args.threads else []
+    if args.max_length:
+        threads += ["--max-length", str(args.max_length)]
     ours = json.loads(subprocess.run([binary, "bench", "--model", args.model, "--json", *common, *threads],
                                      check=True, capture_output=True, text=True).stdout)
     theirs = json.loads(subprocess.run([sys.executable, __file__, args.model, "--genai-child", *common, *threads],

@@ -327,6 +327,16 @@ impl Logits {
         let local = index - self.first_row;
         &self.data[local * self.vocab..(local + 1) * self.vocab]
     }
+
+    /// The logits for token `index`, taking ownership (no copy when only that row is held).
+    pub fn into_row(mut self, index: usize) -> Vec<f32> {
+        let local = index - self.first_row;
+        if self.rows == 1 && local == 0 {
+            return self.data;
+        }
+        self.data.truncate((local + 1) * self.vocab);
+        self.data.split_off(local * self.vocab)
+    }
 }
 
 fn extract_logits(

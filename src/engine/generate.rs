@@ -206,7 +206,7 @@ pub fn run(
         };
         prefill_time = logits.elapsed;
         on_progress(Progress::Prefilled { prompt_tokens: prompt_len, elapsed: prefill_time });
-        let mut row = logits.row(row_index).to_vec();
+        let mut row = logits.into_row(row_index);
         loop {
             sampling::apply_processors(&mut row, &sequence, &resolved.sampling, eos);
             if options.suppress_eos {
@@ -252,8 +252,7 @@ pub fn run(
             };
             decode_time += step.elapsed;
             decode_steps += 1;
-            row.clear();
-            row.extend_from_slice(step.row(0));
+            row = step.into_row(0);
         }
     };
     if finish == FinishReason::Cancelled {

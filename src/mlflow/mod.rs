@@ -1,0 +1,5 @@
+//! MLflow model folders: the MLmodel file, signatures, input examples, environment files,
+//! validation, creating a package from a Phi-3 ONNX folder, and exporting. Knows nothing of
+//! ONNX Runtime or the GUI.
+
+pub mod yaml;
