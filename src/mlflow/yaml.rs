@@ -457,7 +457,13 @@ const INDENT: usize = 2;
 
 /// Writes a document as `yaml.safe_dump(value, default_flow_style=False)` does (keys sorted).
 pub fn emit(node: &Node) -> String {
-    let mut emitter = Emitter { out: String::new(), column: 0, whitespace: true, indention: true };
+    emit_with(node, true)
+}
+
+/// Like [`emit`]; with `sort_keys` false, keys keep their order (`sort_keys=False`, as MLflow
+/// writes `python_env.yaml`).
+pub fn emit_with(node: &Node, sort_keys: bool) -> String {
+    let mut emitter = Emitter { out: String::new(), column: 0, whitespace: true, indention: true, sort_keys };
     match node {
         Node::Map(map) if !map.is_empty() => emitter.block_mapping(map, 0, true),
         Node::Seq(items) if !items.is_empty() => emitter.block_sequence(items, 0, true),
@@ -478,6 +484,7 @@ struct Emitter {
     column: usize,
     whitespace: bool,
     indention: bool,
+    sort_keys: bool,
 }
 
 fn is_collection(node: &Node) -> bool {
@@ -485,9 +492,11 @@ fn is_collection(node: &Node) -> bool {
 }
 
 /// Keys sorted as Python sorts them (all MLmodel keys are strings: by code point).
-fn sorted_entries(map: &Mapping) -> Vec<&(Node, Node)> {
+fn sorted_entries(map: &Mapping, sort: bool) -> Vec<&(Node, Node)> {
     let mut entries: Vec<&(Node, Node)> = map.0.iter().collect();
-    entries.sort_by(|a, b| key_text(&a.0).cmp(&key_text(&b.0)));
+    if sort {
+        entries.sort_by(|a, b| key_text(&a.0).cmp(&key_text(&b.0)));
+    }
     entries
 }
 
@@ -527,7 +536,7 @@ impl Emitter {
     }
 
     fn block_mapping(&mut self, map: &Mapping, indent: usize, first_on_line: bool) {
-        for (index, (key, value)) in sorted_entries(map).into_iter().enumerate() {
+        for (index, (key, value)) in sorted_entries(map, self.sort_keys).into_iter().enumerate() {
             if index > 0 || !first_on_line {
                 self.write_indent(indent);
             }
