@@ -37,6 +37,83 @@ pub enum Command {
     Generate(GenerateArgs),
     /// Measure load time, time to first token, prefill and decode speed, and peak memory.
     Bench(BenchArgs),
+    /// Check an MLflow model folder (and the Phi-3 ONNX folder it wraps) the way MLflow loads it.
+    Validate(ValidateArgs),
+    /// Summarise an MLflow model folder: flavors, loader, signature, model_config, example, files.
+    Show(ShowArgs),
+    /// Create an MLflow model (models-from-code pyfunc) from a Phi-3 ONNX folder.
+    Create(CreateArgs),
+    /// Change model_config, the signature, the input example or the description of a model.
+    Edit(EditArgs),
+    /// Export a validated model as a self-contained folder or .zip.
+    Export(ExportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    pub path: PathBuf,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    pub path: PathBuf,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// The Phi-3 ONNX folder (genai_config.json, decoder, tokenizer).
+    #[arg(long)]
+    pub from_onnx: PathBuf,
+    /// The new model folder (must not exist).
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long, value_enum, default_value_t = TaskArg::Chat)]
+    pub task: TaskArg,
+    #[arg(long)]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum TaskArg {
+    Prompt,
+    Chat,
+}
+
+#[derive(Debug, Args)]
+pub struct EditArgs {
+    pub dir: PathBuf,
+    /// Set a model_config key to a JSON value (repeatable): --set-config temperature=0.7
+    #[arg(long = "set-config", value_name = "KEY=JSON")]
+    pub set_config: Vec<String>,
+    /// Remove a model_config key (repeatable).
+    #[arg(long = "unset-config", value_name = "KEY")]
+    pub unset_config: Vec<String>,
+    /// A JSON file with the signature: {"inputs": [...], "outputs": [...], "params": [...]}.
+    #[arg(long)]
+    pub signature: Option<PathBuf>,
+    /// A JSON file with the input example (or {"inputs": ..., "params": ...}).
+    #[arg(long)]
+    pub input_example: Option<PathBuf>,
+    /// The model's description (kept in metadata.description).
+    #[arg(long)]
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    pub dir: PathBuf,
+    /// The destination folder, or .zip file with --zip (must not exist).
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long)]
+    pub zip: bool,
+    /// Print one JSON object with bytes, seconds and peak memory when done.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -151,7 +228,257 @@ pub fn run(command: Command) -> Result<()> {
         Command::Doctor(args) => doctor(args),
         Command::Generate(args) => generate(args),
         Command::Bench(args) => bench(args),
+        Command::Validate(args) => validate(args),
+        Command::Show(args) => show(args),
+        Command::Create(args) => create(args),
+        Command::Edit(args) => edit(args),
+        Command::Export(args) => export(args),
     }
+}
+
+/// A failure that has already been reported and only sets the exit code.
+#[derive(Debug)]
+pub struct Reported(pub u8);
+
+impl std::fmt::Display for Reported {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit code {}", self.0)
+    }
+}
+
+impl std::error::Error for Reported {}
+
+/// MLflow checks plus, for a folder that is or wraps a Phi-3 ONNX folder, that folder's checks.
+pub fn check_folder(path: &std::path::Path) -> crate::mlflow::validate::Report {
+    use crate::{engine::folder, mlflow::validate::{self, Report}};
+    let is_mlflow = path.join(crate::mlflow::mlmodel::MLMODEL).is_file();
+    let mut report = if is_mlflow || !path.join(folder::GENAI_CONFIG).is_file() {
+        validate::validate_folder(path)
+    } else {
+        Report::default()
+    };
+    if let Ok(onnx_dir) = folder::ModelFolder::locate(path) {
+        let relative = onnx_dir.strip_prefix(path).map(|p| p.display().to_string()).unwrap_or_default();
+        let file = |name: &str| if relative.is_empty() { name.to_owned() } else { format!("{relative}/{name}") };
+        match folder::ModelFolder::open(&onnx_dir) {
+            Ok(found) => {
+                for warning in &found.warnings {
+                    report.warning(&file(folder::GENAI_CONFIG), "", warning.clone());
+                }
+                if !onnx_dir.join(folder::TOKENIZER_CONFIG).is_file() {
+                    report.warning(&file(folder::TOKENIZER_CONFIG), "", "is missing: no chat template, ModelDesk falls back to the Phi-3 format");
+                }
+            }
+            Err(error) => report.error(&file(folder::GENAI_CONFIG), "", error.to_string()),
+        }
+    }
+    report
+}
+
+fn validate(args: ValidateArgs) -> Result<()> {
+    let report = check_folder(&args.path);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&json!({"usable": report.is_usable(), "problems": report.problems}))?);
+    } else {
+        for problem in &report.problems {
+            println!("{problem}");
+        }
+        let errors = report.errors().count();
+        let warnings = report.problems.len() - errors;
+        println!(
+            "{}: {} ({errors} error{}, {warnings} warning{})",
+            args.path.display(),
+            if report.is_usable() { "usable" } else { "not usable" },
+            if errors == 1 { "" } else { "s" },
+            if warnings == 1 { "" } else { "s" }
+        );
+    }
+    if report.is_usable() { Ok(()) } else { Err(Reported(1).into()) }
+}
+
+fn show(args: ShowArgs) -> Result<()> {
+    use crate::mlflow::{mlmodel::MlModel, validate::summary};
+    let model = MlModel::load(&args.path)?;
+    let summary = summary(&model);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+        return Ok(());
+    }
+    println!("{}", args.path.display());
+    println!("  flavors: {}", join(&summary["flavors"]));
+    for key in ["loader_module", "model_code_path", "task", "mlflow_version", "model_uuid", "utc_time_created"] {
+        if let Some(value) = summary[key].as_str() {
+            println!("  {key}: {value}");
+        }
+    }
+    if let Some(Ok(signature)) = model.signature() {
+        for (label, schema) in [("inputs", &signature.inputs), ("outputs", &signature.outputs)] {
+            let Some(schema) = schema else { continue };
+            println!("  {label}:");
+            match schema {
+                crate::mlflow::schema::Schema::Columns(cols) => {
+                    for col in cols {
+                        println!(
+                            "    {:<20} {} ({})",
+                            col.name.as_deref().unwrap_or("-"),
+                            crate::mlflow::schema::type_label(&col.ty),
+                            if col.is_required() { "required" } else { "optional" }
+                        );
+                    }
+                }
+                crate::mlflow::schema::Schema::Tensors(tensors) => {
+                    for t in tensors {
+                        println!("    {:<20} tensor {} {:?}", t.name.as_deref().unwrap_or("-"), t.dtype, t.shape);
+                    }
+                }
+            }
+        }
+        for param in signature.params.iter().flatten() {
+            println!("  param {}: {} = {}", param.name, param.type_name(), param.default);
+        }
+    }
+    if !summary["model_config"].is_null() {
+        println!("  model_config: {}", summary["model_config"]);
+    }
+    if !summary["input_example"].is_null() {
+        println!("  input example: {}", summary["input_example"]);
+    }
+    if let Some(env) = summary["environment"].as_object() {
+        println!("  python {} · {}", env["python"].as_str().unwrap_or("?"), join(&env["requirements"]));
+    }
+    let files = summary["files"].as_array().cloned().unwrap_or_default();
+    let total: u64 = files.iter().filter_map(|f| f["bytes"].as_u64()).sum();
+    println!("  {} files, {}", files.len(), crate::memory::human_bytes(total));
+    for file in files.iter().take(40) {
+        println!("    {:<50} {}", file["path"].as_str().unwrap_or_default(), crate::memory::human_bytes(file["bytes"].as_u64().unwrap_or(0)));
+    }
+    Ok(())
+}
+
+/// A progress line on stderr: bytes, percentage, time left.
+fn progress_printer() -> impl FnMut(crate::mlflow::export::CopyProgress) {
+    let mut last = std::time::Instant::now() - std::time::Duration::from_secs(1);
+    move |p| {
+        if last.elapsed().as_millis() < 200 && p.done_bytes < p.total_bytes {
+            return;
+        }
+        last = std::time::Instant::now();
+        let remaining = p.remaining_seconds().map(|s| format!(", {s:.0} s left")).unwrap_or_default();
+        eprint!(
+            "\r{} / {} ({:.0}%{remaining})   ",
+            crate::memory::human_bytes(p.done_bytes),
+            crate::memory::human_bytes(p.total_bytes),
+            p.fraction() * 100.0
+        );
+        if p.done_bytes >= p.total_bytes {
+            eprintln!();
+        }
+    }
+}
+
+fn create(args: CreateArgs) -> Result<()> {
+    use crate::mlflow::create::{CreateOptions, Task, create_from_onnx};
+    let task = match args.task {
+        TaskArg::Prompt => Task::Prompt,
+        TaskArg::Chat => Task::Chat,
+    };
+    let options = CreateOptions { task, name: args.name, python_version: None };
+    let cancel = AtomicBool::new(false);
+    let out = create_from_onnx(&args.from_onnx, &args.out, &options, &mut progress_printer(), &cancel)?;
+    let report = check_folder(&out);
+    for problem in &report.problems {
+        eprintln!("{problem}");
+    }
+    println!("created {}", out.display());
+    Ok(())
+}
+
+fn edit(args: EditArgs) -> Result<()> {
+    use crate::mlflow::{files, mlmodel::MlModel, schema, yaml::Node};
+    let mut model = MlModel::load(&args.dir)?;
+    for assignment in &args.set_config {
+        let (key, value) = assignment.split_once('=').with_context(|| format!("--set-config {assignment}: expected KEY=JSON"))?;
+        let value: serde_json::Value = serde_json::from_str(value)
+            .with_context(|| format!("--set-config {key}: `{value}` is not JSON (strings need quotes: '\"text\"')"))?;
+        model.set_config_value(key, Node::from_json(&value));
+    }
+    for key in &args.unset_config {
+        if !model.unset_config_value(key) {
+            bail!("--unset-config {key}: model_config has no such key");
+        }
+    }
+    if let Some(path) = &args.signature {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let value: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+        let part = |key: &str| -> Option<serde_json::Value> {
+            match value.get(key)? {
+                serde_json::Value::Null => None,
+                serde_json::Value::String(s) => serde_json::from_str(s).ok(),
+                other => Some(other.clone()),
+            }
+        };
+        let signature = schema::Signature {
+            inputs: part("inputs").map(|v| schema::Schema::from_json(&v, "inputs")).transpose()?,
+            outputs: part("outputs").map(|v| schema::Schema::from_json(&v, "outputs")).transpose()?,
+            params: part("params").map(|v| schema::params_from_json(&v)).transpose()?,
+        };
+        if signature == schema::Signature::default() {
+            bail!("{}: the signature has no inputs, outputs or params", path.display());
+        }
+        model.set_signature(&signature);
+    }
+    let example = match &args.input_example {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            let value: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+            let (data, params) = match value {
+                serde_json::Value::Object(mut map) if map.len() == 2 && map.contains_key("inputs") && map.contains_key("params") => {
+                    (map.remove("inputs").unwrap_or_default(), map.remove("params"))
+                }
+                other => (other, None),
+            };
+            Some(files::InputExample::from_json(data, params))
+        }
+        None => None,
+    };
+    if let Some(text) = &args.description {
+        model.set_description(text);
+    }
+    // Check before writing anything: the signature must parse, and the example fit it.
+    if let Some(Err(error)) = model.signature() {
+        bail!("the signature is not valid: {error}");
+    }
+    if let (Some(example), Some(Ok(signature))) = (&example, model.signature()) {
+        if let Some(inputs) = &signature.inputs {
+            let problems = schema::check_example(&example.model_input(), inputs);
+            if !problems.is_empty() {
+                bail!("the input example does not match the signature:\n  {}", problems.join("\n  "));
+            }
+        }
+    }
+    if let Some(example) = &example {
+        files::write_input_example(&mut model, example)?;
+    }
+    let wrote = model.save()?;
+    println!("{} {}", if wrote { "saved" } else { "unchanged" }, model.path.display());
+    Ok(())
+}
+
+fn export(args: ExportArgs) -> Result<()> {
+    let cancel = AtomicBool::new(false);
+    let started = Instant::now();
+    let out = crate::mlflow::export::export(&args.dir, &args.out, args.zip, &mut progress_printer(), &cancel)?;
+    let seconds = started.elapsed().as_secs_f64();
+    let bytes = crate::mlflow::export::tree_size(&args.dir);
+    if args.json {
+        println!("{}", json!({
+            "path": out, "bytes": bytes, "seconds": seconds,
+            "peak_rss_mb": crate::memory::peak_rss().map(|b| b as f64 / 1_048_576.0),
+        }));
+    } else {
+        println!("exported {} ({} in {seconds:.1} s)", out.display(), crate::memory::human_bytes(bytes));
+    }
+    Ok(())
 }
 
 fn doctor(args: DoctorArgs) -> Result<()> {

@@ -2,6 +2,8 @@
 //! validation, creating a package from a Phi-3 ONNX folder, and exporting. Knows nothing of
 //! ONNX Runtime or the GUI.
 
+pub mod create;
+pub mod export;
 pub mod files;
 pub mod mlmodel;
 pub mod schema;

@@ -1,0 +1,296 @@
+//! Creating an MLflow model from a Phi-3 ONNX folder: a "models from code" pyfunc package whose
+//! code file (ours, in `assets/mlflow/`) runs the folder with onnxruntime-genai (spec §4.3, §10).
+
+use std::{
+    path::{Path, PathBuf},
+    sync::atomic::AtomicBool,
+    time::SystemTime,
+};
+
+use serde_json::{Value, json};
+
+use super::{
+    export::{CopyProgress, Copier, ExportError, tree_size},
+    files::{InputExample, PythonEnv, write_input_example},
+    mlmodel::MlModel,
+    schema::{ColSpec, ColType, DataType, Property, Schema, Signature},
+    yaml::{Mapping, Node},
+};
+
+/// The wrapper's code, written to the package root.
+pub const WRAPPER_FILE: &str = "phi3_onnx_model.py";
+const WRAPPER_SOURCE: &str = include_str!("../../assets/mlflow/phi3_onnx_model.py");
+/// The MLflow release packages are written for (and pinned in requirements.txt).
+pub const MLFLOW_VERSION: &str = "3.17.2";
+pub const GENAI_REQUIREMENT: &str = "onnxruntime-genai==0.18.0";
+pub const ORT_REQUIREMENT: &str = "onnxruntime==1.31.1";
+/// The artifact name the wrapper reads.
+const ARTIFACT: &str = "phi3";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Task {
+    /// `prompt: string` → `string`.
+    Prompt,
+    /// `llm/v1/chat`: messages in, `chat.completion` with usage out.
+    Chat,
+}
+
+#[derive(Debug, Clone)]
+pub struct CreateOptions {
+    pub task: Task,
+    pub name: Option<String>,
+    /// `python_version` to record; `None` = the local `python3`'s, else 3.11.
+    pub python_version: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CreateError {
+    #[error("{path} is not a Phi-3 ONNX folder: {message}")]
+    NotOnnx { path: PathBuf, message: String },
+    #[error(transparent)]
+    Copy(#[from] ExportError),
+    #[error("writing the package failed: {0}")]
+    Write(String),
+}
+
+/// Reads `search` defaults from `genai_config.json` into model_config values.
+fn model_config(source: &Path, task: Task, name: &str) -> Result<Mapping, CreateError> {
+    let path = source.join("genai_config.json");
+    let not_onnx = |message: String| CreateError::NotOnnx { path: source.to_path_buf(), message };
+    let text = std::fs::read_to_string(&path).map_err(|e| not_onnx(format!("cannot read genai_config.json ({e})")))?;
+    let config: Value = serde_json::from_str(&text).map_err(|e| not_onnx(format!("genai_config.json is not JSON ({e})")))?;
+    let search = config.get("search").cloned().unwrap_or(json!({}));
+    let context = config["model"]["context_length"].as_u64().ok_or_else(|| not_onnx("genai_config.json has no model.context_length".into()))?;
+    let max_length = search.get("max_length").and_then(Value::as_u64).filter(|v| *v > 0).unwrap_or(context);
+    let mut map = Mapping::new();
+    map.insert("task", Node::Str(match task {
+        Task::Prompt => "prompt".into(),
+        Task::Chat => "chat".into(),
+    }));
+    map.insert("model_name", Node::Str(name.to_owned()));
+    map.insert("max_length", Node::Int(i128::from(max_length)));
+    let number = |key: &str, default: f64| Node::Float(search.get(key).and_then(Value::as_f64).unwrap_or(default));
+    map.insert("temperature", number("temperature", 1.0));
+    map.insert("top_p", number("top_p", 0.0));
+    map.insert("top_k", Node::Int(i128::from(search.get("top_k").and_then(Value::as_u64).unwrap_or(50))));
+    map.insert("do_sample", Node::Bool(search.get("do_sample").and_then(Value::as_bool).unwrap_or(false)));
+    map.insert("repetition_penalty", number("repetition_penalty", 1.0));
+    Ok(map)
+}
+
+fn col(name: &str, ty: ColType, required: bool) -> ColSpec {
+    ColSpec { name: Some(name.into()), ty, required: Some(required) }
+}
+
+fn prop(name: &str, ty: ColType, required: bool) -> Property {
+    Property { name: name.into(), ty, required }
+}
+
+fn base(t: DataType) -> ColType {
+    ColType::Base(t)
+}
+
+/// The `llm/v1/chat` signature for the parts this wrapper honours (messages with role and
+/// content, and the generation options); tool calling is not offered.
+pub fn chat_signature() -> Signature {
+    use DataType::*;
+    let message = |required_content: bool| {
+        ColType::Object(vec![
+            prop("content", base(String), required_content),
+            prop("name", base(String), false),
+            prop("role", base(String), true),
+        ])
+    };
+    let inputs = Schema::Columns(vec![
+        col("messages", ColType::Array(Box::new(message(false))), true),
+        col("temperature", base(Double), false),
+        col("max_tokens", base(Long), false),
+        col("top_p", base(Double), false),
+        col("top_k", base(Long), false),
+    ]);
+    let outputs = Schema::Columns(vec![
+        col("id", base(String), true),
+        col("object", base(String), true),
+        col("created", base(Long), true),
+        col("model", base(String), true),
+        col(
+            "choices",
+            ColType::Array(Box::new(ColType::Object(vec![
+                prop("finish_reason", base(String), true),
+                prop("index", base(Long), true),
+                prop("message", message(false), true),
+            ]))),
+            true,
+        ),
+        col(
+            "usage",
+            ColType::Object(vec![
+                prop("completion_tokens", base(Long), true),
+                prop("prompt_tokens", base(Long), true),
+                prop("total_tokens", base(Long), true),
+            ]),
+            false,
+        ),
+    ]);
+    Signature { inputs: Some(inputs), outputs: Some(outputs), params: None }
+}
+
+pub fn prompt_signature() -> Signature {
+    Signature {
+        inputs: Some(Schema::Columns(vec![col("prompt", base(DataType::String), true)])),
+        outputs: Some(Schema::Columns(vec![ColSpec { name: None, ty: base(DataType::String), required: Some(true) }])),
+        params: None,
+    }
+}
+
+fn local_python_version() -> Option<String> {
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| if cfg!(windows) { "python".into() } else { "python3".into() });
+    let output = std::process::Command::new(python).args(["-c", "import platform; print(platform.python_version())"]).output().ok()?;
+    output.status.success().then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned()).filter(|v| !v.is_empty())
+}
+
+/// `YYYY-MM-DD HH:MM:SS.ffffff` in UTC, as MLflow writes `utc_time_created`.
+fn utc_now() -> String {
+    let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let seconds = now.as_secs() as i64;
+    let (days, rest) = (seconds.div_euclid(86_400), seconds.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}.{:06}",
+        rest / 3600,
+        (rest / 60) % 60,
+        rest % 60,
+        now.subsec_micros()
+    )
+}
+
+/// Creates the package in `out` (which must not exist).
+pub fn create_from_onnx(
+    source: &Path,
+    out: &Path,
+    options: &CreateOptions,
+    on_progress: &mut dyn FnMut(CopyProgress),
+    cancel: &AtomicBool,
+) -> Result<PathBuf, CreateError> {
+    if !source.join("genai_config.json").is_file() {
+        return Err(CreateError::NotOnnx { path: source.to_path_buf(), message: "it has no genai_config.json".into() });
+    }
+    if out.exists() {
+        return Err(ExportError::Exists(out.to_path_buf()).into());
+    }
+    let name = options.name.clone().unwrap_or_else(|| {
+        source.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "phi3".into())
+    });
+    let config = model_config(source, options.task, &name)?;
+    let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(|e| CreateError::Write(format!("{}: {e}", parent.display())))?;
+    let staging = tempfile::Builder::new()
+        .prefix(".modeldesk-create-")
+        .tempdir_in(parent)
+        .map_err(|e| CreateError::Write(format!("{}: {e}", parent.display())))?;
+    let root = staging.path();
+    let mut copier = Copier::new(tree_size(source), on_progress, cancel);
+    copier.copy_tree(source, &root.join("artifacts").join(ARTIFACT))?;
+    let write = |name: &str, text: &str| {
+        std::fs::write(root.join(name), text).map_err(|e| CreateError::Write(format!("{name}: {e}")))
+    };
+    write(WRAPPER_FILE, WRAPPER_SOURCE)?;
+
+    let python = options.python_version.clone().or_else(local_python_version).unwrap_or_else(|| "3.11".into());
+    let env = PythonEnv {
+        python: python.clone(),
+        build_dependencies: vec!["pip".into(), "setuptools".into(), "wheel".into()],
+        requirements: vec![format!("mlflow=={MLFLOW_VERSION}"), ORT_REQUIREMENT.into(), GENAI_REQUIREMENT.into()],
+    };
+    env.write(root).map_err(|e| CreateError::Write(e.to_string()))?;
+
+    let mut model = MlModel::new(root);
+    let mut artifact = Mapping::new();
+    artifact.insert("path", Node::Str(format!("artifacts/{ARTIFACT}")));
+    artifact.insert("uri", Node::Str(std::path::absolute(source).unwrap_or_else(|_| source.to_path_buf()).display().to_string()));
+    let mut artifacts = Mapping::new();
+    artifacts.insert(ARTIFACT, Node::Map(artifact));
+    let mut env_block = Mapping::new();
+    env_block.insert("conda", Node::Str("conda.yaml".into()));
+    env_block.insert("virtualenv", Node::Str("python_env.yaml".into()));
+    let mut pyfunc = Mapping::new();
+    pyfunc.insert("artifacts", Node::Map(artifacts));
+    pyfunc.insert("config", Node::Map(config));
+    pyfunc.insert("env", Node::Map(env_block));
+    pyfunc.insert("loader_module", Node::Str("mlflow.pyfunc.loaders.code_model".into()));
+    pyfunc.insert("model_code_path", Node::Str(WRAPPER_FILE.into()));
+    pyfunc.insert("python_version", Node::Str(python));
+    pyfunc.insert("streamable", Node::Bool(false));
+    let mut flavors = Mapping::new();
+    flavors.insert("python_function", Node::Map(pyfunc));
+    let mut metadata = Mapping::new();
+    metadata.insert("created_by", Node::Str(format!("modeldesk {}", env!("CARGO_PKG_VERSION"))));
+    metadata.insert("name", Node::Str(name));
+    if options.task == Task::Chat {
+        metadata.insert("task", Node::Str("llm/v1/chat".into()));
+    }
+    let document = model.root_mut();
+    document.insert("flavors", Node::Map(flavors));
+    document.insert("metadata", Node::Map(metadata));
+    document.insert("mlflow_version", Node::Str(MLFLOW_VERSION.into()));
+    document.insert("model_id", Node::Null);
+    document.insert("model_uuid", Node::Str(uuid::Uuid::new_v4().simple().to_string()));
+    document.insert("prompts", Node::Null);
+    document.insert("utc_time_created", Node::Str(utc_now()));
+    let (signature, example) = match options.task {
+        Task::Prompt => (prompt_signature(), InputExample::from_json(json!({"prompt": "Hello! What can you do?"}), None)),
+        Task::Chat => (
+            chat_signature(),
+            InputExample::from_json(json!({"messages": [{"role": "user", "content": "Hello! What can you do?"}], "max_tokens": 32}), None),
+        ),
+    };
+    model.set_signature(&signature);
+    write_input_example(&mut model, &example).map_err(|e| CreateError::Write(e.to_string()))?;
+    let size: u64 = super::validate::list_files(root).iter().map(|(_, s)| s).sum();
+    model.root_mut().insert("model_size_bytes", Node::Int(i128::from(size)));
+    model.save().map_err(|e| CreateError::Write(e.to_string()))?;
+    let staged = staging.keep();
+    std::fs::rename(&staged, out).map_err(|e| {
+        let _ = std::fs::remove_dir_all(&staged);
+        CreateError::Write(format!("{}: {e}", out.display()))
+    })?;
+    Ok(out.to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_time_has_mlflows_layout() {
+        let now = utc_now();
+        assert_eq!(now.len(), 26, "{now}");
+        assert_eq!(&now[4..5], "-");
+        assert_eq!(&now[10..11], " ");
+        assert_eq!(&now[19..20], ".");
+    }
+
+    #[test]
+    fn a_package_from_the_fixture_validates() {
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-phi3");
+        let out = tempfile::tempdir().unwrap();
+        for task in [Task::Prompt, Task::Chat] {
+            let target = out.path().join(format!("{task:?}"));
+            let options = CreateOptions { task, name: None, python_version: Some("3.11.7".into()) };
+            create_from_onnx(&fixture, &target, &options, &mut |_| {}, &AtomicBool::new(false)).unwrap();
+            let report = super::super::validate::validate_folder(&target);
+            assert!(report.is_usable(), "{task:?}: {:?}", report.problems);
+            assert!(target.join("artifacts/phi3/model.onnx.data").is_file());
+        }
+    }
+}
