@@ -1,0 +1,129 @@
+//! Export: a cancelled export leaves nothing behind; edits through the CLI are validated first
+//! and written atomically.
+
+mod support;
+
+use std::{
+    process::Command,
+    sync::atomic::{AtomicBool, Ordering},
+};
+
+use modeldesk::mlflow::{export::export, mlmodel::MlModel, yaml::Node};
+
+fn package(scratch: &std::path::Path) -> std::path::PathBuf {
+    let out = scratch.join("package");
+    let status = Command::new(env!("CARGO_BIN_EXE_modeldesk"))
+        .args(["create", "--task", "prompt", "--from-onnx"])
+        .arg(support::tiny_phi3())
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    out
+}
+
+fn leftovers(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect()
+}
+
+#[test]
+fn cancelling_half_way_leaves_no_output() {
+    let scratch = tempfile::tempdir().unwrap();
+    let source = package(scratch.path());
+    // A large artifact so the export takes several progress steps.
+    let big = source.join("artifacts/phi3/extra.bin");
+    let file = std::fs::File::create(&big).unwrap();
+    file.set_len(200 << 20).unwrap();
+    let outputs = scratch.path().join("out");
+    std::fs::create_dir_all(&outputs).unwrap();
+    for zip in [false, true] {
+        let destination = outputs.join(if zip { "model.zip" } else { "model" });
+        let cancel = AtomicBool::new(false);
+        let mut calls = 0;
+        let result = export(&source, &destination, zip, &mut |progress| {
+            calls += 1;
+            if progress.fraction() >= 0.5 {
+                cancel.store(true, Ordering::Relaxed);
+            }
+        }, &cancel);
+        assert!(matches!(result, Err(modeldesk::mlflow::export::ExportError::Cancelled)), "{result:?}");
+        assert!(calls >= 3);
+        assert!(leftovers(&outputs).is_empty(), "left behind: {:?}", leftovers(&outputs));
+    }
+    // And a full export produces the package.
+    let destination = outputs.join("complete");
+    let mut last = None;
+    export(&source, &destination, false, &mut |p| last = Some(p), &AtomicBool::new(false)).unwrap();
+    let last = last.unwrap();
+    assert_eq!(last.done_bytes, last.total_bytes);
+    assert!(destination.join("artifacts/phi3/extra.bin").is_file());
+    assert_eq!(leftovers(&outputs), vec!["complete".to_string()]);
+}
+
+#[test]
+fn exporting_an_invalid_folder_is_refused() {
+    let scratch = tempfile::tempdir().unwrap();
+    let source = package(scratch.path());
+    std::fs::remove_file(source.join("phi3_onnx_model.py")).unwrap();
+    let error = export(&source, &scratch.path().join("out"), false, &mut |_| {}, &AtomicBool::new(false)).unwrap_err();
+    assert!(error.to_string().contains("phi3_onnx_model.py"), "{error}");
+    assert!(!scratch.path().join("out").exists());
+}
+
+#[test]
+fn edit_changes_only_what_it_is_asked_and_refuses_bad_input() {
+    let scratch = tempfile::tempdir().unwrap();
+    let source = package(scratch.path());
+    let before = MlModel::load(&source).unwrap();
+    let run = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_modeldesk")).arg("edit").arg(&source).args(args).output().unwrap();
+    let ok = run(&["--set-config", "temperature=0.5", "--unset-config", "top_p", "--description", "A tiny test model"]);
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    let after = MlModel::load(&source).unwrap();
+    let config = after.model_config().unwrap().as_map().unwrap();
+    assert_eq!(config.get("temperature"), Some(&Node::Float(0.5)));
+    assert!(!config.contains_key("top_p"));
+    assert_eq!(after.description().as_deref(), Some("A tiny test model"));
+    assert_eq!(after.root().get("signature"), before.root().get("signature"));
+    assert_eq!(after.root().get("model_uuid"), before.root().get("model_uuid"));
+
+    // An example that does not fit the signature: refused, nothing written.
+    let example = scratch.path().join("bad_example.json");
+    std::fs::write(&example, r#"{"prompt": 42}"#).unwrap();
+    let snapshot = std::fs::read(source.join("MLmodel")).unwrap();
+    let example_before = std::fs::read(source.join("input_example.json")).unwrap();
+    let refused = run(&["--input-example", example.to_str().unwrap(), "--set-config", "temperature=0.9"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("does not match"), "{}", String::from_utf8_lossy(&refused.stderr));
+    assert_eq!(std::fs::read(source.join("MLmodel")).unwrap(), snapshot);
+    assert_eq!(std::fs::read(source.join("input_example.json")).unwrap(), example_before);
+
+    // A broken signature file: refused with the faulty element named.
+    let signature = scratch.path().join("signature.json");
+    std::fs::write(&signature, r#"{"inputs": [{"type": "array", "name": "p", "items": {"type": "str"}}]}"#).unwrap();
+    let refused = run(&["--signature", signature.to_str().unwrap()]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("inputs[0].items.type"), "{}", String::from_utf8_lossy(&refused.stderr));
+    assert_eq!(std::fs::read(source.join("MLmodel")).unwrap(), snapshot);
+
+    // A valid signature + matching example are both written.
+    std::fs::write(&signature, r#"{"inputs": [{"type": "string", "name": "prompt", "required": true}, {"type": "long", "name": "max_tokens", "required": false}], "outputs": [{"type": "string", "required": true}]}"#).unwrap();
+    std::fs::write(&example, r#"{"prompt": "Hi", "max_tokens": 4}"#).unwrap();
+    let ok = run(&["--signature", signature.to_str().unwrap(), "--input-example", example.to_str().unwrap()]);
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    let validate = Command::new(env!("CARGO_BIN_EXE_modeldesk")).arg("validate").arg(&source).output().unwrap();
+    assert!(validate.status.success(), "{}", String::from_utf8_lossy(&validate.stdout));
+}
+
+#[test]
+fn validate_exits_one_for_an_unusable_folder_and_names_the_file() {
+    let scratch = tempfile::tempdir().unwrap();
+    let source = package(scratch.path());
+    std::fs::remove_file(source.join("artifacts/phi3/model.onnx.data")).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_modeldesk")).arg("validate").arg(&source).output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("model.onnx.data"), "{text}");
+    let ok = Command::new(env!("CARGO_BIN_EXE_modeldesk")).arg("validate").arg(support::tiny_phi3()).output().unwrap();
+    assert_eq!(ok.status.code(), Some(0), "{}", String::from_utf8_lossy(&ok.stdout));
+}
