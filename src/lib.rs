@@ -5,6 +5,7 @@
 
 pub mod app;
 pub mod app_dirs;
+pub mod chat;
 pub mod cli;
 pub mod engine;
 pub mod memory;

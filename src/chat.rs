@@ -1,0 +1,294 @@
+//! Conversations: their messages with usage and timings, persistence as one JSON file per
+//! conversation under the data directory, and export as Markdown or `llm/v1/chat` JSON.
+//! Knows nothing of the GUI.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::engine::{ChatMessage, FinishReason, Timings, Usage};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    User,
+    Assistant,
+}
+
+/// Figures shown under a reply.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ReplyStats {
+    pub usage: Usage,
+    pub timings: Timings,
+    pub finish_reason: FinishReason,
+    /// Turns left out to fit the context window, if any.
+    #[serde(default)]
+    pub dropped_messages: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    pub role: Role,
+    pub content: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stats: Option<ReplyStats>,
+}
+
+/// Generation settings a conversation remembers (None: the model's default).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    pub temperature: Option<f32>,
+    pub top_p: Option<f32>,
+    pub top_k: Option<usize>,
+    pub max_tokens: Option<usize>,
+    pub repetition_penalty: Option<f32>,
+    pub seed: Option<i64>,
+    pub do_sample: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Conversation {
+    pub id: String,
+    pub title: String,
+    /// The model folder it belongs to.
+    pub model: PathBuf,
+    #[serde(default)]
+    pub system_prompt: String,
+    #[serde(default)]
+    pub settings: Settings,
+    #[serde(default)]
+    pub messages: Vec<Message>,
+    /// Seconds since the Unix epoch.
+    pub created: u64,
+    pub updated: u64,
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default()
+}
+
+impl Conversation {
+    pub fn new(model: &Path) -> Self {
+        let time = now();
+        Self {
+            id: uuid::Uuid::new_v4().simple().to_string(),
+            title: "New chat".into(),
+            model: model.to_path_buf(),
+            system_prompt: String::new(),
+            settings: Settings::default(),
+            messages: Vec::new(),
+            created: time,
+            updated: time,
+        }
+    }
+
+    /// The turns to send, with the system prompt first when set.
+    pub fn prompt_messages(&self) -> Vec<ChatMessage> {
+        let mut out = Vec::new();
+        if !self.system_prompt.trim().is_empty() {
+            out.push(ChatMessage::new("system", &self.system_prompt));
+        }
+        for message in &self.messages {
+            let role = match message.role {
+                Role::User => "user",
+                Role::Assistant => "assistant",
+            };
+            out.push(ChatMessage::new(role, &message.content));
+        }
+        out
+    }
+
+    /// Adds a user message (the first one also names the conversation).
+    pub fn push_user(&mut self, text: &str) {
+        if self.messages.is_empty() && self.title == "New chat" {
+            let title: String = text.split_whitespace().collect::<Vec<_>>().join(" ").chars().take(48).collect();
+            if !title.is_empty() {
+                self.title = title;
+            }
+        }
+        self.messages.push(Message { role: Role::User, content: text.to_owned(), stats: None });
+        self.updated = now();
+    }
+
+    /// Keeps messages before `index` (for resending an edited message or regenerating).
+    pub fn truncate(&mut self, index: usize) {
+        self.messages.truncate(index);
+        self.updated = now();
+    }
+
+    /// Tokens the last exchange used (prompt + completion), for the context meter.
+    pub fn last_total_tokens(&self) -> Option<usize> {
+        self.messages.iter().rev().find_map(|m| m.stats.map(|s| s.usage.total_tokens))
+    }
+
+    pub fn to_markdown(&self) -> String {
+        let mut out = format!("# {}\n\n", self.title);
+        if !self.system_prompt.trim().is_empty() {
+            out.push_str(&format!("**System:** {}\n\n", self.system_prompt.trim()));
+        }
+        for message in &self.messages {
+            let who = match message.role {
+                Role::User => "User",
+                Role::Assistant => "Assistant",
+            };
+            out.push_str(&format!("## {who}\n\n{}\n\n", message.content.trim_end()));
+            if let Some(stats) = &message.stats {
+                out.push_str(&format!(
+                    "*{} prompt + {} completion = {} tokens · first token {:.0} ms · {:.1} tokens/s · {}*\n\n",
+                    stats.usage.prompt_tokens,
+                    stats.usage.completion_tokens,
+                    stats.usage.total_tokens,
+                    stats.timings.time_to_first_token_ms,
+                    stats.timings.decode_tokens_per_second,
+                    stats.finish_reason.as_str()
+                ));
+            }
+        }
+        out
+    }
+
+    /// The conversation as an `llm/v1/chat` exchange: the request's messages and the last
+    /// reply as a `chat.completion` with usage.
+    pub fn to_chat_json(&self) -> serde_json::Value {
+        let last_reply = self.messages.iter().rposition(|m| m.role == Role::Assistant);
+        let request: Vec<ChatMessage> = match last_reply {
+            Some(index) => {
+                let mut turns = self.prompt_messages();
+                let system = usize::from(!self.system_prompt.trim().is_empty());
+                turns.truncate(system + index);
+                turns
+            }
+            None => self.prompt_messages(),
+        };
+        let response = last_reply.map(|index| {
+            let reply = &self.messages[index];
+            let stats = reply.stats;
+            json!({
+                "id": format!("chatcmpl-{}", self.id),
+                "object": "chat.completion",
+                "created": self.updated,
+                "model": self.model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+                "choices": [{
+                    "index": 0,
+                    "message": {"role": "assistant", "content": reply.content},
+                    "finish_reason": stats.map(|s| s.finish_reason.as_str()).unwrap_or("stop"),
+                }],
+                "usage": stats.map(|s| serde_json::to_value(s.usage).unwrap_or_default()),
+            })
+        });
+        json!({"request": {"messages": request}, "response": response})
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChatStoreError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path} is not a conversation file: {source}")]
+    Json { path: PathBuf, source: serde_json::Error },
+}
+
+/// Conversations on disk: `<data>/conversations/<id>.json`.
+#[derive(Debug, Clone)]
+pub struct ChatStore {
+    dir: PathBuf,
+}
+
+impl ChatStore {
+    pub fn new(data_dir: &Path) -> Self {
+        Self { dir: data_dir.join("conversations") }
+    }
+
+    fn path(&self, id: &str) -> PathBuf {
+        self.dir.join(format!("{id}.json"))
+    }
+
+    pub fn save(&self, conversation: &Conversation) -> Result<(), ChatStoreError> {
+        let io = |source| ChatStoreError::Io { path: self.dir.clone(), source };
+        std::fs::create_dir_all(&self.dir).map_err(io)?;
+        let path = self.path(&conversation.id);
+        let text = serde_json::to_vec_pretty(conversation).map_err(|source| ChatStoreError::Json { path: path.clone(), source })?;
+        crate::mlflow::mlmodel::write_atomically(&path, &text).map_err(|source| ChatStoreError::Io { path, source })
+    }
+
+    pub fn delete(&self, id: &str) -> Result<(), ChatStoreError> {
+        let path = self.path(id);
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(ChatStoreError::Io { path, source: e }),
+            _ => Ok(()),
+        }
+    }
+
+    /// All conversations, newest first; unreadable files are reported, not fatal.
+    pub fn load_all(&self) -> (Vec<Conversation>, Vec<ChatStoreError>) {
+        let mut conversations = Vec::new();
+        let mut errors = Vec::new();
+        let Ok(entries) = std::fs::read_dir(&self.dir) else { return (conversations, errors) };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().is_none_or(|e| e != "json") {
+                continue;
+            }
+            match std::fs::read(&path) {
+                Ok(bytes) => match serde_json::from_slice::<Conversation>(&bytes) {
+                    Ok(conversation) => conversations.push(conversation),
+                    Err(source) => errors.push(ChatStoreError::Json { path, source }),
+                },
+                Err(source) => errors.push(ChatStoreError::Io { path, source }),
+            }
+        }
+        conversations.sort_by(|a, b| b.updated.cmp(&a.updated).then(a.id.cmp(&b.id)));
+        (conversations, errors)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Conversation {
+        let mut chat = Conversation::new(Path::new("/models/tiny"));
+        chat.system_prompt = "Be brief.".into();
+        chat.push_user("What is 2+2?");
+        chat.messages.push(Message {
+            role: Role::Assistant,
+            content: "4".into(),
+            stats: Some(ReplyStats {
+                usage: Usage { prompt_tokens: 10, completion_tokens: 1, total_tokens: 11 },
+                timings: Timings::default(),
+                finish_reason: FinishReason::Stop,
+                dropped_messages: 0,
+            }),
+        });
+        chat
+    }
+
+    #[test]
+    fn conversations_persist_and_come_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChatStore::new(dir.path());
+        let chat = sample();
+        store.save(&chat).unwrap();
+        std::fs::write(dir.path().join("conversations/broken.json"), "{").unwrap();
+        let (loaded, errors) = store.load_all();
+        assert_eq!(loaded, vec![chat.clone()]);
+        assert_eq!(errors.len(), 1);
+        store.delete(&chat.id).unwrap();
+        assert!(store.load_all().0.is_empty());
+    }
+
+    #[test]
+    fn exports_carry_usage() {
+        let chat = sample();
+        assert_eq!(chat.title, "What is 2+2?");
+        let markdown = chat.to_markdown();
+        assert!(markdown.contains("## Assistant\n\n4") && markdown.contains("10 prompt + 1 completion = 11 tokens"), "{markdown}");
+        let json = chat.to_chat_json();
+        assert_eq!(json["request"]["messages"][0]["role"], "system");
+        assert_eq!(json["request"]["messages"].as_array().unwrap().len(), 2);
+        assert_eq!(json["response"]["object"], "chat.completion");
+        assert_eq!(json["response"]["usage"]["total_tokens"], 11);
+    }
+}

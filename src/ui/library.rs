@@ -1,0 +1,80 @@
+//! The library panel: the models the user opened.
+
+use egui::RichText;
+
+use crate::app::AppState;
+
+pub fn show(ui: &mut egui::Ui, state: &mut AppState) {
+    let ctx = ui.ctx().clone();
+    ui.horizontal(|ui| {
+        ui.heading("Library");
+        ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+            if ui.button("Open folder…").clicked() {
+                state.pick_model_folder(&ctx);
+            }
+        });
+    });
+    ui.separator();
+    if state.persisted.library.is_empty() {
+        ui.weak("No models yet. Open a Phi-3 ONNX folder or an MLflow model folder, or drop one here.");
+        return;
+    }
+    let mut select = None;
+    let mut remove = None;
+    let mut reveal = None;
+    egui::ScrollArea::vertical().auto_shrink([false, false]).show(ui, |ui| {
+        for entry in &state.persisted.library {
+            let selected = state.persisted.selected.as_ref() == Some(&entry.path);
+            let info = state.entries.get(&entry.path);
+            let frame = egui::Frame::group(ui.style()).fill(if selected { ui.visuals().selection.bg_fill.gamma_multiply(0.35) } else { egui::Color32::TRANSPARENT });
+            let response = frame
+                .show(ui, |ui| {
+                    ui.set_width(ui.available_width());
+                    ui.horizontal(|ui| {
+                        ui.label(RichText::new(entry.name()).strong());
+                        if let Some(info) = info {
+                            if !info.errors.is_empty() {
+                                ui.colored_label(ui.visuals().error_fg_color, format!("⚠ {}", info.errors.len()))
+                                    .on_hover_text(info.errors.join("\n"));
+                            } else if info.warnings > 0 {
+                                ui.colored_label(ui.visuals().warn_fg_color, format!("{} warnings", info.warnings));
+                            }
+                        }
+                    });
+                    match info {
+                        Some(info) => ui.weak(format!("{} · {}", info.kind.label(), crate::memory::human_bytes(info.bytes))),
+                        None => ui.weak("checking…"),
+                    };
+                })
+                .response
+                .interact(egui::Sense::click())
+                .on_hover_text(entry.path.display().to_string());
+            if response.clicked() {
+                select = Some(entry.path.clone());
+            }
+            response.context_menu(|ui| {
+                if ui.button("Reveal in file manager").clicked() {
+                    reveal = Some(entry.path.clone());
+                    ui.close();
+                }
+                if ui.button("Remove from list").clicked() {
+                    remove = Some(entry.path.clone());
+                    ui.close();
+                }
+            });
+        }
+    });
+    if let Some(path) = select {
+        if state.persisted.selected.as_ref() != Some(&path) {
+            state.select(&ctx, &path);
+        }
+    }
+    if let Some(path) = remove {
+        state.remove_entry(&path);
+    }
+    if let Some(path) = reveal {
+        if let Err(e) = open::that_detached(&path) {
+            state.notify_error("The file manager could not be opened", Some(e.to_string()));
+        }
+    }
+}
