@@ -54,7 +54,7 @@ impl ConfigValue {
             ConfigValue::Number(_) => "number",
             ConfigValue::Integer(_) => "integer",
             ConfigValue::Bool(_) => "bool",
-            ConfigValue::Text(_) => "string",
+            ConfigValue::Text(_) => "text",
             ConfigValue::Json(_) => "JSON",
         }
     }

@@ -51,6 +51,11 @@ pub struct RequestHandle {
 }
 
 impl RequestHandle {
+    /// A handle not tied to any worker (for synthetic streams in benchmarks and tests).
+    pub fn detached(id: u64) -> Self {
+        Self { id, cancel: Arc::new(AtomicBool::new(false)), canceller: Arc::new(Mutex::new(None)) }
+    }
+
     /// Stops this reply within one step; what was generated so far is kept.
     pub fn cancel(&self) {
         self.cancel.store(true, Ordering::SeqCst);

@@ -38,7 +38,7 @@ fn model_bar(ui: &mut Ui, state: &mut AppState) {
             state.load_model(&ctx);
         }
         if let Some(error) = &state.engine.error {
-            ui.colored_label(ui.visuals().error_fg_color, "⚠ load failed").on_hover_text(error);
+            ui.colored_label(ui.visuals().error_fg_color, "Load failed (hover for details)").on_hover_text(error);
         }
         ui.separator();
         context_meter(ui, state);
@@ -63,7 +63,7 @@ fn context_meter(ui: &mut Ui, state: &AppState) {
     let bar = if used + reserve > context { bar.fill(ui.visuals().warn_fg_color) } else { bar };
     ui.add(bar).on_hover_text("Tokens the conversation uses (prompt + reply) of the model's maximum length");
     if used + reserve > context {
-        ui.colored_label(ui.visuals().warn_fg_color, "⚠ the next message may not fit")
+        ui.colored_label(ui.visuals().warn_fg_color, "The next message may not fit")
             .on_hover_text("Start a new chat, or let ModelDesk drop the oldest turns (setting below)");
     }
 }
@@ -310,7 +310,7 @@ fn composer(ui: &mut Ui, state: &mut AppState) {
         let response = ui.add_enabled(ready, input);
         let enter = response.has_focus() && ui.input(|i| i.key_pressed(Key::Enter) && !i.modifiers.shift);
         if streaming {
-            if ui.button("■ Stop").on_hover_text("Esc").clicked() {
+            if ui.button("Stop").on_hover_text("Esc").clicked() {
                 state.stop_reply();
             }
         } else if ui.add_enabled(ready && !state.chat.draft.trim().is_empty(), egui::Button::new("Send")).clicked() || (enter && ready) {

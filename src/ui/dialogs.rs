@@ -66,7 +66,7 @@ pub fn show(ctx: &egui::Context, state: &mut AppState) {
                     ui.label("Task");
                     ui.horizontal(|ui| {
                         ui.radio_value(&mut dialog.task_chat, true, "chat (llm/v1/chat)");
-                        ui.radio_value(&mut dialog.task_chat, false, "prompt (string → string)");
+                        ui.radio_value(&mut dialog.task_chat, false, "prompt (string to string)");
                     });
                     ui.end_row();
                     ui.label("Name");

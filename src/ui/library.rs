@@ -34,7 +34,7 @@ pub fn show(ui: &mut egui::Ui, state: &mut AppState) {
                         ui.label(RichText::new(entry.name()).strong());
                         if let Some(info) = info {
                             if !info.errors.is_empty() {
-                                ui.colored_label(ui.visuals().error_fg_color, format!("⚠ {}", info.errors.len()))
+                                ui.colored_label(ui.visuals().error_fg_color, format!("{} problem{}", info.errors.len(), if info.errors.len() == 1 { "" } else { "s" }))
                                     .on_hover_text(info.errors.join("\n"));
                             } else if info.warnings > 0 {
                                 ui.colored_label(ui.visuals().warn_fg_color, format!("{} warnings", info.warnings));

@@ -101,7 +101,7 @@ fn menu_bar(ui: &mut egui::Ui, state: &mut AppState) {
                 ctx.send_viewport_cmd(egui::ViewportCommand::Close);
             }
         });
-        ui.menu_button("Model", |ui| {
+        ui.menu_button("Actions", |ui| {
             let kind = state.selected_kind();
             if ui.add_enabled(kind.is_some_and(|k| k.can_chat()), egui::Button::new("Create MLflow model…")).clicked() {
                 state.open_dialog(crate::app::DialogKind::Create);
@@ -176,7 +176,7 @@ fn central(ui: &mut egui::Ui, state: &mut AppState) {
     ui.horizontal(|ui| {
         ui.heading(entry.name());
         if state.has_unsaved_edits() {
-            ui.label(RichText::new("● unsaved").color(ui.visuals().warn_fg_color));
+            ui.label(RichText::new("(unsaved)").color(ui.visuals().warn_fg_color));
         }
     });
     ui.horizontal(|ui| {
@@ -204,7 +204,7 @@ fn welcome(ui: &mut egui::Ui, state: &mut AppState) {
         ui.weak("…or drag a folder onto this window.");
         ui.add_space(16.0);
         ui.label("Where to get a model: Microsoft publishes Phi-3 for ONNX Runtime on Hugging Face as");
-        ui.monospace("microsoft/Phi-3-mini-4k-instruct-onnx → cpu_and_mobile/cpu-int4-rtn-block-32-acc-level-4");
+        ui.monospace("microsoft/Phi-3-mini-4k-instruct-onnx, folder cpu_and_mobile/cpu-int4-rtn-block-32-acc-level-4");
         ui.weak("Open that folder (it holds genai_config.json), or any MLflow model folder (it holds an MLmodel file).");
     });
 }
@@ -257,10 +257,10 @@ fn notices(ctx: &egui::Context, state: &mut AppState) {
                 egui::Frame::popup(ui.style()).show(ui, |ui| {
                     ui.horizontal(|ui| {
                         if notice.error {
-                            ui.colored_label(ui.visuals().error_fg_color, "⚠");
+                            ui.colored_label(ui.visuals().error_fg_color, "!");
                         }
                         ui.label(&notice.text);
-                        if ui.small_button("✕").on_hover_text("Dismiss").clicked() {
+                        if ui.small_button("x").on_hover_text("Dismiss").clicked() {
                             dismiss = Some(index);
                         }
                     });

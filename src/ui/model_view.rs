@@ -90,7 +90,7 @@ pub fn show(ui: &mut Ui, state: &mut AppState) {
 
 fn messages(ui: &mut Ui, editor: &ModelEditor, prefix: &str) {
     for message in editor.messages_for(prefix) {
-        ui.colored_label(ui.visuals().error_fg_color, format!("⚠ {message}"));
+        ui.colored_label(ui.visuals().error_fg_color, format!("! {message}"));
     }
 }
 
@@ -140,7 +140,7 @@ fn config_form(ui: &mut Ui, editor: &mut ModelEditor) -> bool {
                         ("number", ConfigValue::Number(0.0)),
                         ("integer", ConfigValue::Integer(0)),
                         ("bool", ConfigValue::Bool(false)),
-                        ("string", ConfigValue::Text(String::new())),
+                        ("text", ConfigValue::Text(String::new())),
                         ("JSON", ConfigValue::Json("null".into())),
                     ] {
                         if ui.selectable_label(before == label, label).clicked() && before != label {
@@ -155,7 +155,7 @@ fn config_form(ui: &mut Ui, editor: &mut ModelEditor) -> bool {
                     ConfigValue::Bool(v) => ui.checkbox(v, "").changed(),
                     ConfigValue::Text(v) | ConfigValue::Json(v) => ui.add(egui::TextEdit::singleline(v).desired_width(220.0)).changed(),
                 };
-                if ui.small_button("✕").on_hover_text("Remove this key").clicked() {
+                if ui.small_button("x").on_hover_text("Remove this key").clicked() {
                     remove = Some(index);
                 }
                 ui.end_row();
@@ -171,7 +171,7 @@ fn config_form(ui: &mut Ui, editor: &mut ModelEditor) -> bool {
             changed = true;
         }
         ui.horizontal(|ui| {
-            ui.menu_button("Add key ▾", |ui| {
+            ui.menu_button("Add key", |ui| {
                 for (key, meaning, make) in KNOWN_CONFIG_KEYS {
                     let present = editor.config.iter().any(|r| r.key == *key);
                     if ui.add_enabled(!present, egui::Button::new(*key)).on_hover_text(*meaning).clicked() {
@@ -252,11 +252,11 @@ fn object_children(ui: &mut Ui, ty: &mut ColType, id: &str) -> bool {
                 for (index, prop) in props.iter_mut().enumerate() {
                     let prop_id = format!("{id}.properties.{index}");
                     ui.horizontal(|ui| {
-                        ui.label("•");
+                        ui.label("-");
                         changed |= ui.add(egui::TextEdit::singleline(&mut prop.name).desired_width(120.0)).changed();
                         changed |= type_editor(ui, &mut prop.ty, &prop_id);
                         changed |= ui.checkbox(&mut prop.required, "required").changed();
-                        if ui.small_button("✕").clicked() {
+                        if ui.small_button("x").clicked() {
                             remove = Some(index);
                         }
                     });
@@ -295,13 +295,13 @@ fn columns_table(ui: &mut Ui, cols: &mut Vec<ColSpec>, block: &str) -> bool {
                 col.required = Some(required);
                 changed = true;
             }
-            if ui.small_button("⏶").on_hover_text("Move up").clicked() {
+            if ui.small_button("Up").on_hover_text("Move up").clicked() {
                 action = Some((index, -1));
             }
-            if ui.small_button("⏷").on_hover_text("Move down").clicked() {
+            if ui.small_button("Down").on_hover_text("Move down").clicked() {
                 action = Some((index, 1));
             }
-            if ui.small_button("✕").on_hover_text("Remove").clicked() {
+            if ui.small_button("x").on_hover_text("Remove").clicked() {
                 action = Some((index, 0));
             }
         });
@@ -350,7 +350,7 @@ fn tensors_table(ui: &mut Ui, tensors: &mut Vec<TensorSpec>, block: &str) -> boo
                     changed = true;
                 }
             }
-            if ui.small_button("✕").clicked() {
+            if ui.small_button("x").clicked() {
                 remove = Some(index);
             }
         });
@@ -418,7 +418,7 @@ fn signature_form(ui: &mut Ui, editor: &mut ModelEditor) -> bool {
                 ui.label("default");
                 changed |= ui.add(egui::TextEdit::singleline(&mut param.default_json).desired_width(120.0)).on_hover_text("A JSON value, or null").changed();
                 changed |= ui.checkbox(&mut param.list, "list").on_hover_text("shape [-1]: the parameter is a list").changed();
-                if ui.small_button("✕").clicked() {
+                if ui.small_button("x").clicked() {
                     remove = Some(index);
                 }
             });
@@ -457,7 +457,7 @@ fn example_form(ui: &mut Ui, editor: &mut ModelEditor) -> bool {
             .changed();
         messages(ui, editor, "example");
         if editor.messages_for("example").next().is_none() && !editor.example_text.trim().is_empty() {
-            ui.colored_label(egui::Color32::from_rgb(90, 170, 90), "✔ matches the signature");
+            ui.colored_label(egui::Color32::from_rgb(90, 170, 90), "Matches the signature");
         }
         if ui.button("Infer signature from example").clicked() {
             if let Err(message) = editor.infer_signature_from_example() {
