@@ -131,9 +131,11 @@ fn config_form(ui: &mut Ui, editor: &mut ModelEditor) -> bool {
     let mut changed = false;
     egui::CollapsingHeader::new(RichText::new("model_config").strong()).default_open(true).show(ui, |ui| {
         let mut remove = None;
-        egui::Grid::new("config").num_columns(4).striped(true).show(ui, |ui| {
-            for (index, row) in editor.config.iter_mut().enumerate() {
-                changed |= ui.add(egui::TextEdit::singleline(&mut row.key).desired_width(150.0)).changed();
+        for (index, row) in editor.config.iter_mut().enumerate() {
+            ui.horizontal(|ui| {
+                let meaning = KNOWN_CONFIG_KEYS.iter().find(|(k, _, _)| *k == row.key).map(|(_, m, _)| *m);
+                let key = ui.add_sized([170.0, 22.0], egui::TextEdit::singleline(&mut row.key));
+                changed |= key.changed();
                 let before = row.value.kind_label();
                 egui::ComboBox::from_id_salt(("config_kind", index)).selected_text(before).width(80.0).show_ui(ui, |ui| {
                     for (label, make) in [
@@ -150,22 +152,19 @@ fn config_form(ui: &mut Ui, editor: &mut ModelEditor) -> bool {
                     }
                 });
                 changed |= match &mut row.value {
-                    ConfigValue::Number(v) => ui.add(egui::DragValue::new(v).speed(0.01).max_decimals(6)).changed(),
-                    ConfigValue::Integer(v) => ui.add(egui::DragValue::new(v)).changed(),
+                    ConfigValue::Number(v) => ui.add_sized([110.0, 22.0], egui::DragValue::new(v).speed(0.01).max_decimals(6)).changed(),
+                    ConfigValue::Integer(v) => ui.add_sized([110.0, 22.0], egui::DragValue::new(v)).changed(),
                     ConfigValue::Bool(v) => ui.checkbox(v, "").changed(),
-                    ConfigValue::Text(v) | ConfigValue::Json(v) => ui.add(egui::TextEdit::singleline(v).desired_width(220.0)).changed(),
+                    ConfigValue::Text(v) | ConfigValue::Json(v) => ui.add_sized([220.0, 22.0], egui::TextEdit::singleline(v)).changed(),
                 };
                 if ui.small_button("x").on_hover_text("Remove this key").clicked() {
                     remove = Some(index);
                 }
-                ui.end_row();
-                if let Some((_, meaning, _)) = KNOWN_CONFIG_KEYS.iter().find(|(k, _, _)| *k == row.key) {
-                    ui.weak("");
-                    ui.weak(*meaning);
-                    ui.end_row();
+                if let Some(meaning) = meaning {
+                    ui.weak(meaning);
                 }
-            }
-        });
+            });
+        }
         if let Some(index) = remove {
             editor.config.remove(index);
             changed = true;
