@@ -7,6 +7,7 @@ pub mod app;
 pub mod app_dirs;
 pub mod chat;
 pub mod cli;
+pub mod crash;
 pub mod engine;
 pub mod memory;
 pub mod mlflow;

@@ -182,6 +182,8 @@ pub struct AppState {
     pub confirm_close: bool,
     pub allow_close: bool,
     pub memory_bytes: Option<u64>,
+    /// A crash log from an earlier run the user has not seen yet.
+    pub crash_report: Option<PathBuf>,
     title: String,
 }
 
@@ -211,8 +213,10 @@ impl AppState {
             confirm_close: false,
             allow_close: false,
             memory_bytes: None,
+            crash_report: None,
             title: String::new(),
         };
+        state.crash_report = state.dirs.as_ref().and_then(crate::crash::unreported);
         state.load_conversations();
         let paths: Vec<PathBuf> = state.persisted.library.iter().map(|e| e.path.clone()).collect();
         for path in paths {
@@ -877,8 +881,10 @@ impl eframe::App for ModelDeskApp {
 /// Opens the window; returns when it closes.
 pub fn run_window(open: Option<PathBuf>) -> anyhow::Result<()> {
     let startup = StartupOptions::from_environment(open);
+    let icon = eframe::icon_data::from_png_bytes(include_bytes!("../../assets/icons/256.png")).unwrap_or_default();
     let options = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()
+            .with_icon(Arc::new(icon))
             .with_title("ModelDesk")
             .with_app_id("org.modeldesk.ModelDesk")
             .with_inner_size([1180.0, 760.0])

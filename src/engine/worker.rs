@@ -200,7 +200,9 @@ fn worker_loop(
                 if let Ok(mut slot) = current.lock() {
                     *slot = Some(Arc::clone(&cancel));
                 }
-                let result = (|| {
+                // A bug in one reply must not take the worker (and the loaded model) down: it
+                // is reported as this reply's failure, and written to the crash log by the hook.
+                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     let resolved = engine.resolve(&options)?;
                     let prepared = engine.prepare(&prompt, resolved.max_length, policy)?;
                     send(Event::Started { id, prompt_tokens: prepared.ids.len(), dropped_messages: prepared.dropped_messages });
@@ -209,7 +211,17 @@ fn worker_loop(
                             send(Event::Chunk { id, token, text: text.to_owned() });
                         }
                     })
-                })();
+                }));
+                let result = match outcome {
+                    Ok(result) => result,
+                    Err(_) => {
+                        send(Event::Failed { id, message: "an internal error stopped this reply (details are in the crash log)".into() });
+                        if let Ok(mut slot) = current.lock() {
+                            *slot = None;
+                        }
+                        continue;
+                    }
+                };
                 if let Ok(mut slot) = current.lock() {
                     *slot = None;
                 }

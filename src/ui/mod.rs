@@ -36,6 +36,31 @@ pub fn show(ui: &mut egui::Ui, state: &mut AppState) {
     dialogs::show(&ctx, state);
     notices(&ctx, state);
     about_and_help(&ctx, state);
+    crash_report(&ctx, state);
+}
+
+fn crash_report(ctx: &egui::Context, state: &mut AppState) {
+    let Some(log) = state.crash_report.clone() else { return };
+    let mut close = false;
+    egui::Modal::new(egui::Id::unique("crash_report")).show(ctx, |ui| {
+        ui.heading("ModelDesk closed unexpectedly last time");
+        ui.label("What happened was written to this file; it helps to include it when you report the problem:");
+        ui.monospace(log.display().to_string());
+        ui.horizontal(|ui| {
+            if ui.button("Open log folder").clicked() {
+                let _ = open::that_detached(log.parent().unwrap_or(&log));
+            }
+            if ui.button("OK").clicked() {
+                close = true;
+            }
+        });
+    });
+    if close {
+        if let Some(dirs) = &state.dirs {
+            crate::crash::mark_reported(dirs, &log);
+        }
+        state.crash_report = None;
+    }
 }
 
 fn shortcuts(ctx: &egui::Context, state: &mut AppState) {
