@@ -107,11 +107,24 @@ pub fn library_file_names() -> &'static [&'static str] {
 pub struct Candidates(pub Vec<Candidate>);
 
 impl Candidates {
-    /// `ORT_DYLIB_PATH`, then beside the executable, then the app's data directory.
+    /// `ORT_DYLIB_PATH`, then beside the executable (including the library folders of the
+    /// installed layouts: `../lib/modeldesk` on Linux, `../Resources` in a macOS bundle), then
+    /// the app's data directory.
     pub fn discover(dirs: Option<&AppDirs>) -> Self {
         let env_path = std::env::var_os("ORT_DYLIB_PATH").filter(|v| !v.is_empty()).map(PathBuf::from);
         let exe_dir = std::env::current_exe().ok().and_then(|exe| exe.parent().map(Path::to_path_buf));
-        Self::from_locations(env_path, exe_dir.as_deref(), dirs.map(AppDirs::runtime_library_dir).as_deref())
+        let mut candidates =
+            Self::from_locations(env_path, exe_dir.as_deref(), dirs.map(AppDirs::runtime_library_dir).as_deref());
+        if let Some(exe_dir) = &exe_dir {
+            let position = candidates.0.iter().rposition(|c| c.source == Source::BesideExecutable).map_or(0, |p| p + 1);
+            let installed: Vec<Candidate> = [exe_dir.join("../lib/modeldesk"), exe_dir.join("../Resources")]
+                .into_iter()
+                .flat_map(|dir| library_file_names().iter().map(move |name| dir.join(name)))
+                .map(|path| Candidate { source: Source::BesideExecutable, path })
+                .collect();
+            candidates.0.splice(position..position, installed);
+        }
+        candidates
     }
 
     /// The same order, from explicit locations (what [`Self::discover`] reads from the process).
