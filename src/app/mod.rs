@@ -184,6 +184,8 @@ pub struct AppState {
     pub memory_bytes: Option<u64>,
     /// A crash log from an earlier run the user has not seen yet.
     pub crash_report: Option<PathBuf>,
+    /// A library entry the user clicked while the model had unsaved edits (asks first).
+    pub pending_select: Option<PathBuf>,
     title: String,
 }
 
@@ -214,6 +216,7 @@ impl AppState {
             allow_close: false,
             memory_bytes: None,
             crash_report: None,
+            pending_select: None,
             title: String::new(),
         };
         state.crash_report = state.dirs.as_ref().and_then(crate::crash::unreported);
@@ -289,9 +292,6 @@ impl AppState {
     }
 
     pub fn select(&mut self, ctx: &egui::Context, path: &Path) {
-        if self.editor.as_ref().is_some_and(|e| e.dirty && e.dir != path) {
-            self.notify("The previous model's unsaved edits were discarded");
-        }
         self.persisted.selected = Some(path.to_path_buf());
         self.editor = None;
         let ctx = ctx.clone();
@@ -302,6 +302,15 @@ impl AppState {
             loaded
         }));
         self.chat.current = self.conversations_for(path).first().map(|c| c.id.clone());
+    }
+
+    /// Selects `path`, asking first when the current model has unsaved edits.
+    pub fn request_select(&mut self, ctx: &egui::Context, path: &Path) {
+        if self.has_unsaved_edits() && self.persisted.selected.as_deref() != Some(path) {
+            self.pending_select = Some(path.to_path_buf());
+        } else {
+            self.select(ctx, path);
+        }
     }
 
     pub fn selected_kind(&self) -> Option<FolderKind> {
@@ -753,8 +762,9 @@ impl AppState {
                     Ok(report) => {
                         self.notify(if report.is_usable() { "Saved" } else { "Saved, but the folder still has errors" });
                         if let Some(path) = self.persisted.selected.clone() {
-                            self.select(ctx, &path);
                             self.rescan(ctx, &path);
+                            let next = self.pending_select.take().unwrap_or(path);
+                            self.select(ctx, &next);
                         }
                     }
                     Err(message) => self.notify_error("Saving failed; the files were left as they were", Some(message)),

@@ -66,7 +66,7 @@ pub fn show(ui: &mut egui::Ui, state: &mut AppState) {
     });
     if let Some(path) = select {
         if state.persisted.selected.as_ref() != Some(&path) {
-            state.select(&ctx, &path);
+            state.request_select(&ctx, &path);
         }
     }
     if let Some(path) = remove {

@@ -37,6 +37,39 @@ pub fn show(ui: &mut egui::Ui, state: &mut AppState) {
     notices(&ctx, state);
     about_and_help(&ctx, state);
     crash_report(&ctx, state);
+    confirm_switch(&ctx, state);
+}
+
+fn confirm_switch(ctx: &egui::Context, state: &mut AppState) {
+    let Some(next) = state.pending_select.clone() else { return };
+    if state.saving.is_some() {
+        return;
+    }
+    let mut choice = None;
+    egui::Modal::new(egui::Id::unique("confirm_switch")).show(ctx, |ui| {
+        ui.heading("Unsaved changes");
+        ui.label("This model has edits that are not saved. Save them before opening another model?");
+        ui.horizontal(|ui| {
+            if ui.button("Save").clicked() {
+                choice = Some(0);
+            }
+            if ui.button("Discard").clicked() {
+                choice = Some(1);
+            }
+            if ui.button("Cancel").clicked() {
+                choice = Some(2);
+            }
+        });
+    });
+    match choice {
+        Some(0) => state.save_model(ctx),
+        Some(1) => {
+            state.pending_select = None;
+            state.select(ctx, &next);
+        }
+        Some(_) => state.pending_select = None,
+        None => {}
+    }
 }
 
 fn crash_report(ctx: &egui::Context, state: &mut AppState) {
