@@ -27,6 +27,21 @@ pub struct ReplyStats {
     pub dropped_messages: usize,
 }
 
+impl ReplyStats {
+    /// `10 prompt + 5 completion = 15 tokens · first token 12 ms · 80.0 tokens/s · stop`
+    pub fn summary(&self) -> String {
+        format!(
+            "{} prompt + {} completion = {} tokens · first token {:.0} ms · {:.1} tokens/s · {}",
+            self.usage.prompt_tokens,
+            self.usage.completion_tokens,
+            self.usage.total_tokens,
+            self.timings.time_to_first_token_ms,
+            self.timings.decode_tokens_per_second,
+            self.finish_reason.as_str()
+        )
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Message {
     pub role: Role,
@@ -135,15 +150,7 @@ impl Conversation {
             };
             out.push_str(&format!("## {who}\n\n{}\n\n", message.content.trim_end()));
             if let Some(stats) = &message.stats {
-                out.push_str(&format!(
-                    "*{} prompt + {} completion = {} tokens · first token {:.0} ms · {:.1} tokens/s · {}*\n\n",
-                    stats.usage.prompt_tokens,
-                    stats.usage.completion_tokens,
-                    stats.usage.total_tokens,
-                    stats.timings.time_to_first_token_ms,
-                    stats.timings.decode_tokens_per_second,
-                    stats.finish_reason.as_str()
-                ));
+                out.push_str(&format!("*{}*\n\n", stats.summary()));
             }
         }
         out

@@ -64,6 +64,16 @@ fn drop_folder(harness: &mut Harness<'_, ModelDeskApp>, path: &Path) {
     harness.step();
 }
 
+/// A fresh app (its own home) with `folder` dropped on it and everything settled.
+fn app_with(folder: &Path) -> (tempfile::TempDir, Harness<'static, ModelDeskApp>) {
+    let home = tempfile::tempdir().unwrap();
+    let mut harness = app(home.path());
+    idle(&mut harness);
+    drop_folder(&mut harness, folder);
+    idle(&mut harness);
+    (home, harness)
+}
+
 #[test]
 fn dropping_the_fixture_folder_opens_it() {
     let home = tempfile::tempdir().unwrap();
@@ -170,11 +180,7 @@ fn send(harness: &mut Harness<'_, ModelDeskApp>, text: &str) {
 
 #[test]
 fn chatting_shows_the_reply_with_usage_and_stop_stops() {
-    let home = tempfile::tempdir().unwrap();
-    let mut harness = app(home.path());
-    idle(&mut harness);
-    drop_folder(&mut harness, &support::tiny_phi3());
-    idle(&mut harness);
+    let (home, mut harness) = app_with(&support::tiny_phi3());
     harness.get_by_label("Load model").click();
     step_until(&mut harness, "the model to load", |h| h.query_by_label("Unload").is_some());
     assert!(harness.query_by_label_contains("tiny-phi3 loaded").is_some(), "the status bar says so");
@@ -208,11 +214,7 @@ fn chatting_shows_the_reply_with_usage_and_stop_stops() {
 
 #[test]
 fn creating_and_exporting_a_package_with_progress() {
-    let home = tempfile::tempdir().unwrap();
-    let mut harness = app(home.path());
-    idle(&mut harness);
-    drop_folder(&mut harness, &support::tiny_phi3());
-    idle(&mut harness);
+    let (home, mut harness) = app_with(&support::tiny_phi3());
     harness.get_by_label("Model").click();
     harness.run_steps(2);
     assert!(harness.query_by_label("Layers").is_some(), "genai_config facts are shown");

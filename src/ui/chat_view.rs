@@ -146,16 +146,7 @@ fn export_conversation(state: &mut AppState, id: &str, json: bool) {
 }
 
 fn usage_line(ui: &mut Ui, stats: &ReplyStats) {
-    let text = format!(
-        "{} prompt + {} completion = {} tokens · first token {:.0} ms · {:.1} tokens/s · {}",
-        stats.usage.prompt_tokens,
-        stats.usage.completion_tokens,
-        stats.usage.total_tokens,
-        stats.timings.time_to_first_token_ms,
-        stats.timings.decode_tokens_per_second,
-        stats.finish_reason.as_str()
-    );
-    ui.label(RichText::new(text).small().weak());
+    ui.label(RichText::new(stats.summary()).small().weak());
     if stats.dropped_messages > 0 {
         ui.label(RichText::new(format!("{} earlier messages were left out to fit the context", stats.dropped_messages)).small().color(ui.visuals().warn_fg_color));
     }
