@@ -5,7 +5,6 @@ mod support;
 
 use std::{
     path::{Path, PathBuf},
-    process::{Command, Stdio},
     sync::atomic::AtomicBool,
 };
 
@@ -41,17 +40,8 @@ fn reference(cases: &[Case]) -> Vec<Value> {
             value
         })
         .collect();
-    let mut child = Command::new(support::reference_python())
-        .arg(support::repo().join("tests/python/genai_cases.py"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    serde_json::to_writer(child.stdin.take().unwrap(), &input).unwrap();
-    let output = child.wait_with_output().unwrap();
-    assert!(output.status.success(), "genai_cases.py failed: {}", String::from_utf8_lossy(&output.stderr));
-    serde_json::from_slice(&output.stdout).unwrap()
+    let results = support::python_script("genai_cases.py", &Value::Array(input));
+    serde_json::from_value(results).unwrap()
 }
 
 fn options_from(case: &Case) -> GenerateOptions {

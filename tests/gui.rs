@@ -59,6 +59,16 @@ fn is_combo_showing(text: &'static str) -> impl Fn(&egui_kittest::kittest::Acces
     move |node| node.role() == Role::ComboBox && node.value().as_deref() == Some(text)
 }
 
+/// Opens the first type dropdown showing `from` and picks `to`, as a user would.
+fn change_first_type(harness: &mut Harness<'_, ModelDeskApp>, from: &'static str, to: &str) {
+    harness.get_all_by(is_combo_showing(from)).next().expect("a type dropdown").scroll_to_me();
+    harness.run_steps(2);
+    harness.get_all_by(is_combo_showing(from)).next().expect("a type dropdown").click_accesskit();
+    harness.run_steps(2);
+    harness.get_by_label(to).click();
+    harness.run_steps(2);
+}
+
 fn drop_folder(harness: &mut Harness<'_, ModelDeskApp>, path: &Path) {
     harness.input_mut().dropped_files.push(Arc::new(Dropped(path.to_path_buf())));
     harness.step();
@@ -130,12 +140,7 @@ fn editing_the_signature_and_model_config_then_saving() {
     assert!(harness.query_by_label("(unsaved)").is_some(), "the dirty marker shows");
 
     // The signature: the input column's type from string to long.
-    harness.get_all_by(is_combo_showing("string")).next().expect("a type dropdown").scroll_to_me();
-    harness.run_steps(2);
-    harness.get_all_by(is_combo_showing("string")).next().expect("a type dropdown").click_accesskit();
-    harness.run_steps(2);
-    harness.get_by_label("long").click();
-    harness.run_steps(2);
+    change_first_type(&mut harness, "string", "long");
     // The example no longer fits, and the user is told next to the example.
     assert!(harness.query_by_label_contains("is not a long").is_some(), "live example check");
     // Infer it back from the example, then save with Ctrl+S.
@@ -143,12 +148,7 @@ fn editing_the_signature_and_model_config_then_saving() {
     harness.run_steps(2);
     harness.get_by_label("Infer signature from example").click();
     harness.run_steps(2);
-    harness.get_all_by(is_combo_showing("string")).next().expect("a type dropdown").scroll_to_me();
-    harness.run_steps(2);
-    harness.get_all_by(is_combo_showing("string")).next().expect("a type dropdown").click_accesskit();
-    harness.run_steps(2);
-    harness.get_by_label("long").click();
-    harness.run_steps(2);
+    change_first_type(&mut harness, "string", "long");
     // Make the example match the new type, then save.
     harness.state_mut().state.editor.as_mut().unwrap().example_text = r#"{"prompt": 7}"#.into();
     harness.state_mut().state.editor.as_mut().unwrap().check();

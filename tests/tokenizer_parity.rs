@@ -3,10 +3,7 @@
 
 mod support;
 
-use std::{
-    path::{Path, PathBuf},
-    process::{Command, Stdio},
-};
+use std::path::{Path, PathBuf};
 
 use modeldesk::engine::{ChatMessage, PromptTokenizer};
 use serde_json::{Value, json};
@@ -27,18 +24,7 @@ fn folder_with_tokenizer(revision: &Path, scratch: &Path) -> PathBuf {
 }
 
 fn reference(model: &Path, texts: &[String], chats: &[Vec<ChatMessage>], streams: &[Vec<i64>]) -> Value {
-    let mut child = Command::new(support::reference_python())
-        .arg(support::repo().join("tests/python/genai_tokenizer.py"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let request = json!({"model": model, "texts": texts, "chats": chats, "streams": streams});
-    serde_json::to_writer(child.stdin.take().unwrap(), &request).unwrap();
-    let output = child.wait_with_output().unwrap();
-    assert!(output.status.success(), "genai_tokenizer.py: {}", String::from_utf8_lossy(&output.stderr));
-    serde_json::from_slice(&output.stdout).unwrap()
+    support::python_script("genai_tokenizer.py", &json!({"model": model, "texts": texts, "chats": chats, "streams": streams}))
 }
 
 fn corpus() -> Vec<String> {

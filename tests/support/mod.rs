@@ -94,6 +94,24 @@ pub fn python(script: &str, args: &[&str]) -> String {
     String::from_utf8(output.stdout).expect("python printed UTF-8")
 }
 
+/// Runs one of the scripts in `tests/python/` with `input` as JSON on stdin; returns its JSON.
+pub fn python_script(name: &str, input: &serde_json::Value) -> serde_json::Value {
+    use std::{io::Write as _, process::Stdio};
+    let mut child = Command::new(reference_python())
+        .arg(repo().join("tests/python").join(name))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {name}: {e}"));
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    stdin.write_all(input.to_string().as_bytes()).expect("write the script's input");
+    drop(stdin);
+    let output = child.wait_with_output().expect("wait for the script");
+    assert!(output.status.success(), "{name} failed: {}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{name} printed no JSON: {e}"))
+}
+
 /// onnxruntime-genai's reference run (`../shared/tools/genai_ref.py`), parsed.
 pub fn genai_reference(model: &Path, prompt: &str, max_length: usize, extra: &[&str]) -> serde_json::Value {
     let script = shared().join("tools/genai_ref.py");
