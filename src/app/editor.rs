@@ -110,6 +110,8 @@ pub struct OnnxFacts {
 /// Everything the editor loads from disk (done on a background thread).
 pub struct Loaded {
     pub dir: PathBuf,
+    /// Files of the folder with their sizes (relative paths).
+    pub files: Vec<(PathBuf, u64)>,
     pub model: Option<Result<MlModel, String>>,
     pub onnx: Option<OnnxFacts>,
     pub example: Option<Result<InputExample, String>>,
@@ -122,11 +124,12 @@ pub fn load(dir: &Path) -> Loaded {
         Ok(loaded) => OnnxFacts { config: Ok(loaded.config), warnings: loaded.warnings },
         Err(e) => OnnxFacts { config: Err(e.to_string()), warnings: Vec::new() },
     });
-    Loaded { dir: dir.to_path_buf(), model, onnx, example }
+    Loaded { dir: dir.to_path_buf(), files: validate::list_files(dir), model, onnx, example }
 }
 
 pub struct ModelEditor {
     pub dir: PathBuf,
+    pub files: Vec<(PathBuf, u64)>,
     pub original: Option<MlModel>,
     pub load_error: Option<String>,
     pub onnx: Option<OnnxFacts>,
@@ -178,6 +181,7 @@ impl ModelEditor {
         let description = original.as_ref().and_then(MlModel::description).unwrap_or_default();
         let mut editor = Self {
             dir: loaded.dir,
+            files: loaded.files,
             original,
             load_error,
             onnx: loaded.onnx,

@@ -343,6 +343,31 @@ mod tests {
     }
 
     #[test]
+    fn incremental_mode_keeps_spaces_and_whole_characters() {
+        // Without a full set of <0xHH> byte tokens the tokenizer is not SentencePiece-style, and
+        // text comes from decoding the reply so far and emitting what is new.
+        let dir = tempfile::tempdir().unwrap();
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-phi3");
+        let mut json: Value = serde_json::from_str(&std::fs::read_to_string(fixture.join(TOKENIZER_JSON)).unwrap()).unwrap();
+        json["model"]["vocab"].as_object_mut().unwrap().remove("<0x00>");
+        std::fs::write(dir.path().join(TOKENIZER_JSON), json.to_string()).unwrap();
+        std::fs::copy(fixture.join(TOKENIZER_CONFIG), dir.path().join(TOKENIZER_CONFIG)).unwrap();
+        let tokenizer = PromptTokenizer::load(dir.path()).unwrap();
+        assert!(!tokenizer.spm_style);
+        let text = "The quick brown fox 😀 jumps";
+        let ids = tokenizer.encode(text).unwrap();
+        let mut stream = tokenizer.stream();
+        let mut chunks: Vec<String> = ids.iter().map(|&id| stream.push(id)).collect();
+        chunks.push(stream.finish());
+        assert_eq!(chunks.concat(), text, "no glued words, nothing lost");
+        assert!(chunks.iter().all(|c| !c.contains('\u{FFFD}')), "no partial characters: {chunks:?}");
+        let smile: Vec<i64> = "😀".bytes().map(|b| i64::from(b) + 3).collect();
+        let mut stream = tokenizer.stream();
+        let parts: Vec<String> = smile.iter().map(|&id| stream.push(id)).collect();
+        assert_eq!(parts, vec!["", "", "", "😀"]);
+    }
+
+    #[test]
     fn ids_beyond_the_tokenizer_stream_as_unk() {
         let tokenizer = fixture();
         let beyond = tokenizer.known_ids() as i64 + 3;

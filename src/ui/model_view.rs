@@ -124,6 +124,15 @@ fn summary(ui: &mut Ui, info: Option<&crate::app::EntryInfo>, editor: &ModelEdit
             }
             row("Folder", editor.dir.display().to_string());
         });
+        egui::CollapsingHeader::new(format!("Files ({})", editor.files.len())).id_salt("files").show(ui, |ui| {
+            egui::Grid::new("files").num_columns(2).striped(true).show(ui, |ui| {
+                for (path, bytes) in &editor.files {
+                    ui.label(path.display().to_string());
+                    ui.label(crate::memory::human_bytes(*bytes));
+                    ui.end_row();
+                }
+            });
+        });
     });
 }
 
