@@ -61,6 +61,8 @@ pub struct Settings {
     pub repetition_penalty: Option<f32>,
     pub seed: Option<i64>,
     pub do_sample: Option<bool>,
+    /// Text that ends a reply (not shown); one entry per stop string.
+    pub stop: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -721,6 +721,11 @@ fn bench(args: BenchArgs) -> Result<()> {
         "prefill_tokens_per_second": stat(|t| t.prefill_tokens_per_second),
         "decode_tokens_per_second": stat(|t| t.decode_tokens_per_second),
         "peak_rss_mb": crate::memory::peak_rss().map(|b| b as f64 / 1_048_576.0),
+        "samples": {
+            "time_to_first_token_ms": samples.iter().map(|t| t.time_to_first_token_ms).collect::<Vec<_>>(),
+            "prefill_tokens_per_second": samples.iter().map(|t| t.prefill_tokens_per_second).collect::<Vec<_>>(),
+            "decode_tokens_per_second": samples.iter().map(|t| t.decode_tokens_per_second).collect::<Vec<_>>(),
+        },
     });
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);

@@ -3,10 +3,11 @@
 prints the ratios (ModelDesk / genai; above 1.0 is better for speeds, below 1.0 for time and memory).
 
     python3 tools/bench_vs_genai.py MODEL_DIR [--prompt-tokens 128] [--gen-tokens 128] [--runs 5]
-        [--threads N] [--max-length N] [--modeldesk target/release/modeldesk] [--json]
+        [--rounds 3] [--threads N] [--max-length N] [--modeldesk target/release/modeldesk] [--json]
 
-Needs `pip install -r tests/python/requirements.txt`. Each tool runs in its own process: one
-warm-up run, then --runs measured runs of exactly --gen-tokens tokens after a --prompt-tokens
+Needs `pip install -r tests/python/requirements.txt`. Each tool runs in its own process, the
+two alternating for --rounds rounds whose runs are pooled; each process does one warm-up run,
+then --runs measured runs of exactly --gen-tokens tokens after a --prompt-tokens
 prompt (ModelDesk suppresses EOS; genai masks it with min_length, which has the same effect).
 Without --threads, each tool uses its own default thread count.
 """
@@ -71,10 +72,11 @@ def genai_run(args):
                 "decode_tokens_per_second": (generated - 1) / (t3 - t2),
             })
         del generator
-    report = {"load_ms": load_ms, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    report = {"load_ms": load_ms, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "samples": {}}
     for key in samples[0]:
         values = sorted(s[key] for s in samples)
         report[key] = {"median": values[len(values) // 2], "min": values[0], "max": values[-1]}
+        report["samples"][key] = [s[key] for s in samples]
     print(json.dumps(report))
 
 
@@ -88,6 +90,8 @@ def main():
     parser.add_argument("--max-length", type=int, default=0,
                         help="sequence limit for both tools (default: prompt + generated); genai reserves KV for all of it")
     parser.add_argument("--modeldesk", default=None, help="the modeldesk binary (default: target dir or PATH)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="alternate the two tools this many times and pool their runs (evens out machine drift)")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--genai-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -102,17 +106,27 @@ def main():
     threads = ["--threads", str(args.threads)] if args.threads else []
     if args.max_length:
         threads += ["--max-length", str(args.max_length)]
-    ours = json.loads(subprocess.run([binary, "bench", "--model", args.model, "--json", *common, *threads],
-                                     check=True, capture_output=True, text=True).stdout)
-    theirs = json.loads(subprocess.run([sys.executable, __file__, args.model, "--genai-child", *common, *threads],
-                                       check=True, capture_output=True, text=True).stdout)
+    def pooled(reports):
+        merged = {"peak_rss_mb": max(r["peak_rss_mb"] for r in reports), "load_ms": statistics.median(r["load_ms"] for r in reports)}
+        for key in ("time_to_first_token_ms", "prefill_tokens_per_second", "decode_tokens_per_second"):
+            values = sorted(v for r in reports for v in r["samples"][key])
+            merged[key] = {"median": statistics.median(values), "min": values[0], "max": values[-1], "samples": len(values)}
+        return merged
+
+    ours_runs, theirs_runs = [], []
+    for _ in range(args.rounds):
+        ours_runs.append(json.loads(subprocess.run([binary, "bench", "--model", args.model, "--json", *common, *threads],
+                                                   check=True, capture_output=True, text=True).stdout))
+        theirs_runs.append(json.loads(subprocess.run([sys.executable, __file__, args.model, "--genai-child", *common, *threads],
+                                                     check=True, capture_output=True, text=True).stdout))
+    ours, theirs = pooled(ours_runs), pooled(theirs_runs)
     rows = [
         ("decode tokens/s", "decode_tokens_per_second", True),
         ("prefill tokens/s", "prefill_tokens_per_second", True),
         ("time to first token (ms)", "time_to_first_token_ms", False),
     ]
     result = {"model": args.model, "threads": args.threads or "defaults", "prompt_tokens": args.prompt_tokens,
-              "gen_tokens": args.gen_tokens, "runs": args.runs, "modeldesk": ours, "onnxruntime_genai": theirs,
+              "gen_tokens": args.gen_tokens, "runs": args.runs * args.rounds, "modeldesk": ours, "onnxruntime_genai": theirs,
               "ratios": {}}
     for _, key, _ in rows:
         result["ratios"][key] = ours[key]["median"] / theirs[key]["median"]
@@ -121,7 +135,7 @@ def main():
         print(json.dumps(result, indent=2))
         return
     print(f"{os.path.basename(os.path.normpath(args.model))}: prompt {args.prompt_tokens}, generate {args.gen_tokens}, "
-          f"{args.runs} runs, threads {args.threads or 'each default'} (medians)")
+          f"{args.rounds} alternating rounds of {args.runs} runs, threads {args.threads or 'each default'} (medians)")
     print(f"{'':28}{'ModelDesk':>12}{'genai':>12}{'ratio':>8}")
     for label, key, _ in rows:
         print(f"{label:28}{ours[key]['median']:12.1f}{theirs[key]['median']:12.1f}{result['ratios'][key]:8.2f}")

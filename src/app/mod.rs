@@ -511,6 +511,7 @@ impl AppState {
             repetition_penalty: settings.repetition_penalty,
             seed: settings.seed,
             do_sample: settings.do_sample,
+            stop: settings.stop.iter().filter(|s| !s.is_empty()).cloned().collect(),
             ..GenerateOptions::default()
         };
         let policy = self.chat.policy;

@@ -349,6 +349,17 @@ fn settings(ui: &mut Ui, state: &mut AppState) {
             let _ = default_f;
             ui.end_row();
         });
+        ui.horizontal(|ui| {
+            ui.label("Stop strings");
+            let mut text = s.stop.join("\n");
+            let response = ui
+                .add(egui::TextEdit::multiline(&mut text).desired_rows(1).desired_width(260.0).hint_text("one per line"))
+                .on_hover_text("The reply ends where one of these appears; it is not shown");
+            if response.changed() {
+                s.stop = text.lines().map(str::to_owned).collect();
+                changed = true;
+            }
+        });
         ui.checkbox(&mut policy_drop, "When the conversation is too long, drop the oldest turns (keeps the system prompt); otherwise refuse");
     });
     state.chat.policy = if policy_drop { ContextPolicy::DropOldestTurns } else { ContextPolicy::Refuse };
