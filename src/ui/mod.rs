@@ -307,7 +307,7 @@ fn notices(ctx: &egui::Context, state: &mut AppState) {
     }
     let mut dismiss = None;
     egui::Area::new(egui::Id::unique("notices"))
-        .anchor(egui::Align2::RIGHT_BOTTOM, egui::vec2(-12.0, -36.0))
+        .anchor(egui::Align2::RIGHT_TOP, egui::vec2(-12.0, 40.0))
         .order(egui::Order::Foreground)
         .show(ctx, |ui| {
             ui.set_max_width(380.0);
