@@ -256,8 +256,7 @@ pub fn create_from_onnx(
     };
     model.set_signature(&signature);
     write_input_example(&mut model, &example).map_err(|e| CreateError::Write(e.to_string()))?;
-    let size: u64 = super::validate::list_files(root).iter().map(|(_, s)| s).sum();
-    model.root_mut().insert("model_size_bytes", Node::Int(i128::from(size)));
+    model.root_mut().insert("model_size_bytes", Node::Int(i128::from(tree_size(root))));
     model.save().map_err(|e| CreateError::Write(e.to_string()))?;
     let staged = staging.keep();
     std::fs::rename(&staged, out).map_err(|e| {

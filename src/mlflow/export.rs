@@ -121,28 +121,6 @@ pub fn tree_size(dir: &Path) -> u64 {
     list_files(dir).iter().map(|(_, size)| size).sum()
 }
 
-/// A temporary sibling of `destination` that is removed unless kept.
-struct Staging {
-    path: PathBuf,
-    keep: bool,
-}
-
-impl Staging {
-    fn beside(destination: &Path) -> Self {
-        let name = destination.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "export".into());
-        let unique = format!(".{name}.partial-{}", uuid::Uuid::new_v4().simple());
-        Self { path: destination.with_file_name(unique), keep: false }
-    }
-}
-
-impl Drop for Staging {
-    fn drop(&mut self) {
-        if !self.keep {
-            let _ = std::fs::remove_dir_all(&self.path).or_else(|_| std::fs::remove_file(&self.path));
-        }
-    }
-}
-
 /// Exports a validated model folder to `destination` (a folder, or a `.zip` when `zip`).
 /// Artifacts referenced by absolute paths are copied in and the copy's MLmodel points at them.
 pub fn export(
@@ -159,37 +137,38 @@ pub fn export(
     if destination.exists() {
         return Err(ExportError::Exists(destination.to_path_buf()));
     }
-    if let Some(parent) = destination.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(io_at(parent))?;
-    }
+    let parent = destination.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(io_at(parent))?;
     let mut model = MlModel::load(source).map_err(|e| ExportError::Io { path: source.to_path_buf(), source: io::Error::other(e.to_string()) })?;
     let external = absolute_artifacts(&mut model);
     let files = list_files(source);
     let total: u64 = files.iter().map(|(_, size)| size).sum::<u64>() + external.iter().map(|(from, _)| tree_size_or_file(from)).sum::<u64>();
     let mut copier = Copier::new(total, on_progress, cancel);
-    let mut staging = Staging::beside(destination);
+    // Staged beside the destination (same file system, so the final rename is atomic); the
+    // staging folder and anything in it go away on error or cancel.
+    let staging = tempfile::Builder::new().prefix(".modeldesk-export-").tempdir_in(parent).map_err(io_at(parent))?;
+    let staged = staging.path().join("model");
     if zip {
-        write_zip(source, &files, &external, &model, &staging.path, &mut copier)?;
+        write_zip(source, &files, &external, &model, &staged, &mut copier)?;
     } else {
-        std::fs::create_dir_all(&staging.path).map_err(io_at(&staging.path))?;
+        std::fs::create_dir_all(&staged).map_err(io_at(&staged))?;
         for (relative, _) in &files {
-            copier.copy_file(&source.join(relative), &staging.path.join(relative))?;
+            copier.copy_file(&source.join(relative), &staged.join(relative))?;
         }
         for (from, relative) in &external {
             if from.is_dir() {
-                copier.copy_tree(from, &staging.path.join(relative))?;
+                copier.copy_tree(from, &staged.join(relative))?;
             } else {
-                copier.copy_file(from, &staging.path.join(relative))?;
+                copier.copy_file(from, &staged.join(relative))?;
             }
         }
         if !external.is_empty() {
             let mut copy = model.clone();
-            copy.path = staging.path.join(super::mlmodel::MLMODEL);
+            copy.path = staged.join(super::mlmodel::MLMODEL);
             copy.save().map_err(|e| ExportError::Io { path: copy.path.clone(), source: io::Error::other(e.to_string()) })?;
         }
     }
-    std::fs::rename(&staging.path, destination).map_err(io_at(destination))?;
-    staging.keep = true;
+    std::fs::rename(&staged, destination).map_err(io_at(destination))?;
     Ok(destination.to_path_buf())
 }
 
