@@ -3,7 +3,7 @@
 //! `ui`; nothing here blocks the GUI thread.
 
 pub mod editor;
-pub mod library;
+
 
 use std::{
     collections::HashMap,
@@ -30,7 +30,7 @@ use crate::{
 };
 
 pub use editor::ModelEditor;
-pub use library::{EntryInfo, FolderKind};
+pub use crate::inspect::{EntryInfo, FolderKind};
 
 /// What the app knows about ONNX Runtime.
 pub enum RuntimeStatus {
@@ -255,7 +255,7 @@ impl AppState {
 
     /// A path dropped on the window: its model folder opens, anything else is explained.
     pub fn handle_drop(&mut self, ctx: &egui::Context, path: &Path) {
-        match library::model_folder_for(path) {
+        match crate::inspect::model_folder_for(path) {
             Some(folder) => self.open_folder(ctx, &folder),
             None => self.notify_error(
                 format!("{} is not a model folder", path.display()),
@@ -279,7 +279,7 @@ impl AppState {
         self.scans.push((
             path.to_path_buf(),
             Promise::spawn_thread("scan-folder", move || {
-                let info = library::scan(&target);
+                let info = crate::inspect::scan(&target);
                 ctx.request_repaint();
                 info
             }),

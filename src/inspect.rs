@@ -1,9 +1,11 @@
-//! The model library: folders the user opened, what kind each is, its size and whether it
-//! validates. Scans run on a background thread.
+//! What a folder on disk is: its kind (MLflow model, Phi ONNX folder, both), the model folder a
+//! dropped path belongs to, and the checks `modeldesk validate` and the library share. Knows
+//! nothing of the GUI.
 
 use std::path::{Path, PathBuf};
 
 use crate::{engine::folder, mlflow::mlmodel::MLMODEL};
+
 
 /// What a folder is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +48,33 @@ pub fn kind_of(path: &Path) -> FolderKind {
     }
 }
 
+/// MLflow checks plus, for a folder that is or wraps a Phi-3 ONNX folder, that folder's checks.
+pub fn check_folder(path: &std::path::Path) -> crate::mlflow::validate::Report {
+    use crate::{engine::folder, mlflow::validate::{self, Report}};
+    let is_mlflow = path.join(crate::mlflow::mlmodel::MLMODEL).is_file();
+    let mut report = if is_mlflow || !path.join(folder::GENAI_CONFIG).is_file() {
+        validate::validate_folder(path)
+    } else {
+        Report::default()
+    };
+    if let Ok(onnx_dir) = folder::ModelFolder::locate(path) {
+        let relative = onnx_dir.strip_prefix(path).map(|p| p.display().to_string()).unwrap_or_default();
+        let file = |name: &str| if relative.is_empty() { name.to_owned() } else { format!("{relative}/{name}") };
+        match folder::ModelFolder::open(&onnx_dir) {
+            Ok(found) => {
+                for warning in &found.warnings {
+                    report.warning(&file(folder::GENAI_CONFIG), "", warning.clone());
+                }
+                if !onnx_dir.join(folder::TOKENIZER_CONFIG).is_file() {
+                    report.warning(&file(folder::TOKENIZER_CONFIG), "", "is missing: no chat template, ModelDesk falls back to the Phi-3 format");
+                }
+            }
+            Err(error) => report.error(&file(folder::GENAI_CONFIG), "", error.to_string()),
+        }
+    }
+    report
+}
+
 /// The result of scanning one library entry.
 #[derive(Debug, Clone)]
 pub struct EntryInfo {
@@ -61,7 +90,7 @@ pub fn scan(path: &Path) -> EntryInfo {
     }
     let kind = kind_of(path);
     let bytes = crate::mlflow::export::tree_size(path);
-    let report = crate::cli::check_folder(path);
+    let report = check_folder(path);
     let errors: Vec<String> = report.errors().map(ToString::to_string).collect();
     let warnings = report.problems.len() - errors.len();
     EntryInfo { kind, bytes, errors, warnings }

@@ -1,0 +1,114 @@
+//! `modeldesk bench`: load time, time to first token, prefill and decode speed, peak memory.
+
+use std::{path::PathBuf, sync::atomic::AtomicBool, time::Instant};
+
+use anyhow::{Result, bail};
+use clap::Args;
+use serde_json::json;
+
+use super::{KvModeArg, load_runtime};
+use crate::engine::{DecoderSettings, Engine, GenerateOptions};
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Prompt length in tokens.
+    #[arg(long, default_value_t = 128)]
+    pub prompt_tokens: usize,
+    /// Tokens generated per run (end-of-sequence is suppressed so every run generates exactly this).
+    #[arg(long, default_value_t = 128)]
+    pub gen_tokens: usize,
+    /// Measured runs, after one warm-up run.
+    #[arg(long, default_value_t = 5)]
+    pub runs: usize,
+    /// Intra-op threads (default: all physical cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    #[arg(long, value_enum, default_value_t = KvModeArg::Shared)]
+    pub kv_mode: KvModeArg,
+    /// The sequence limit (default: prompt + generated tokens). ModelDesk reserves KV memory as
+    /// the sequence grows, whatever this is.
+    #[arg(long)]
+    pub max_length: Option<usize>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: BenchArgs) -> Result<()> {
+    if args.runs == 0 || args.gen_tokens == 0 || args.prompt_tokens == 0 {
+        bail!("--runs, --gen-tokens and --prompt-tokens must be at least 1");
+    }
+    let runtime = load_runtime()?;
+    let settings = DecoderSettings { intra_threads: args.threads, kv_mode: args.kv_mode.into() };
+    let started = Instant::now();
+    let mut engine = Engine::load(runtime, &args.model, &settings)?;
+    let load_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let prompt_ids = bench_prompt(&engine, args.prompt_tokens)?;
+    let options = GenerateOptions {
+        max_length: Some(args.max_length.unwrap_or(args.prompt_tokens + args.gen_tokens)),
+        max_tokens: Some(args.gen_tokens),
+        do_sample: Some(false),
+        suppress_eos: true,
+        kv_mode: args.kv_mode.into(),
+        ..GenerateOptions::default()
+    };
+    let cancel = AtomicBool::new(false);
+    let mut samples = Vec::new();
+    for run in 0..=args.runs {
+        let completion = engine.generate_ids(&prompt_ids, &options, &cancel, &mut |_| {})?;
+        if completion.usage.completion_tokens != args.gen_tokens {
+            bail!("run generated {} tokens, expected {}", completion.usage.completion_tokens, args.gen_tokens);
+        }
+        if run > 0 {
+            samples.push(completion.timings);
+        }
+    }
+    let stat = |pick: fn(&crate::engine::Timings) -> f64| {
+        let mut values: Vec<f64> = samples.iter().map(pick).collect();
+        values.sort_by(f64::total_cmp);
+        json!({"median": values[values.len() / 2], "min": values[0], "max": values[values.len() - 1]})
+    };
+    let report = json!({
+        "model": engine.facts.folder,
+        "threads": engine.facts.intra_threads,
+        "prompt_tokens": args.prompt_tokens,
+        "gen_tokens": args.gen_tokens,
+        "runs": args.runs,
+        "load_ms": load_ms,
+        "time_to_first_token_ms": stat(|t| t.time_to_first_token_ms),
+        "prefill_tokens_per_second": stat(|t| t.prefill_tokens_per_second),
+        "decode_tokens_per_second": stat(|t| t.decode_tokens_per_second),
+        "peak_rss_mb": crate::memory::peak_rss().map(|b| b as f64 / 1_048_576.0),
+        "samples": {
+            "time_to_first_token_ms": samples.iter().map(|t| t.time_to_first_token_ms).collect::<Vec<_>>(),
+            "prefill_tokens_per_second": samples.iter().map(|t| t.prefill_tokens_per_second).collect::<Vec<_>>(),
+            "decode_tokens_per_second": samples.iter().map(|t| t.decode_tokens_per_second).collect::<Vec<_>>(),
+        },
+    });
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "load {:.0} ms · first token {:.1} ms · prefill {:.1} tok/s · decode {:.1} tok/s (medians of {} runs, {} threads) · peak RSS {:.0} MB",
+            load_ms,
+            report["time_to_first_token_ms"]["median"].as_f64().unwrap_or_default(),
+            report["prefill_tokens_per_second"]["median"].as_f64().unwrap_or_default(),
+            report["decode_tokens_per_second"]["median"].as_f64().unwrap_or_default(),
+            args.runs,
+            engine.facts.intra_threads,
+            report["peak_rss_mb"].as_f64().unwrap_or_default(),
+        );
+    }
+    Ok(())
+}
+
+/// A prompt of exactly `count` ordinary tokens: English text repeated, never a special token.
+pub fn bench_prompt(engine: &Engine, count: usize) -> Result<Vec<i64>> {
+    let text = "The quick brown fox jumps over the lazy dog while the small model counts its tokens. ";
+    let unit = engine.tokenizer.encode(text)?;
+    if unit.is_empty() {
+        bail!("the tokenizer produced no tokens for the benchmark text");
+    }
+    Ok(unit.iter().copied().cycle().take(count).collect())
+}
