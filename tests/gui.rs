@@ -15,7 +15,8 @@ use egui_kittest::{
     kittest::Queryable as _,
 };
 use modeldesk::{
-    app::{ModelDeskApp, StartupOptions, Tab},
+    app::{StartupOptions, Tab},
+    gui::ModelDeskApp,
     app_dirs::AppDirs,
     mlflow::{mlmodel::MlModel, schema::{ColType, DataType, Schema}, yaml::Node},
     runtime::Candidates,
@@ -231,8 +232,7 @@ fn creating_and_exporting_a_package_with_progress() {
     idle(&mut harness);
 
     // Export the new package as a zip.
-    let ctx = harness.ctx.clone();
-    harness.state_mut().state.select(&ctx, &destination);
+    harness.state_mut().state.select(&destination);
     idle(&mut harness);
     harness.state_mut().state.tab = Tab::Model;
     harness.run_steps(2);
