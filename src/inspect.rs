@@ -2,10 +2,17 @@
 //! dropped path belongs to, and the checks `modeldesk validate` and the library share. Knows
 //! nothing of the GUI.
 
-use std::path::{Path, PathBuf};
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex, OnceLock},
+    time::SystemTime,
+};
 
-use crate::{engine::folder, mlflow::mlmodel::MLMODEL};
-
+use crate::{
+    engine::folder,
+    mlflow::{mlmodel::MLMODEL, validate::Report},
+};
 
 /// What a folder is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,9 +56,9 @@ pub fn kind_of(path: &Path) -> FolderKind {
 }
 
 /// MLflow checks plus, for a folder that is or wraps a Phi-3 ONNX folder, that folder's checks.
-pub fn check_folder(path: &std::path::Path) -> crate::mlflow::validate::Report {
-    use crate::{engine::folder, mlflow::validate::{self, Report}};
-    let is_mlflow = path.join(crate::mlflow::mlmodel::MLMODEL).is_file();
+pub fn check_folder(path: &Path) -> Report {
+    use crate::mlflow::validate;
+    let is_mlflow = path.join(MLMODEL).is_file();
     let mut report = if is_mlflow || !path.join(folder::GENAI_CONFIG).is_file() {
         validate::validate_folder(path)
     } else {
@@ -75,6 +82,55 @@ pub fn check_folder(path: &std::path::Path) -> crate::mlflow::validate::Report {
     report
 }
 
+/// A folder's state as far as its checks are concerned: every file with its size and time of
+/// last modification.
+type FolderState = Vec<(PathBuf, u64, Option<SystemTime>)>;
+
+fn folder_state(path: &Path) -> FolderState {
+    crate::mlflow::validate::list_files(path)
+        .into_iter()
+        .map(|(relative, bytes)| {
+            let modified = path.join(&relative).symlink_metadata().and_then(|m| m.modified()).ok();
+            (relative, bytes, modified)
+        })
+        .collect()
+}
+
+/// The last verdict per folder, with the state it was reached on and how many times the checks
+/// ran for that folder.
+struct Verdict {
+    state: FolderState,
+    report: Arc<Report>,
+    runs: usize,
+}
+
+fn verdicts() -> &'static Mutex<HashMap<PathBuf, Verdict>> {
+    static VERDICTS: OnceLock<Mutex<HashMap<PathBuf, Verdict>>> = OnceLock::new();
+    VERDICTS.get_or_init(Mutex::default)
+}
+
+/// [`check_folder`], run at most once per folder state: the library's scan, a save and "check
+/// again" on an unchanged folder reuse the verdict. Reads the folder: call it off the GUI thread.
+pub fn checked(path: &Path) -> Arc<Report> {
+    let state = folder_state(path);
+    if let Ok(verdicts) = verdicts().lock() {
+        if let Some(verdict) = verdicts.get(path).filter(|v| v.state == state) {
+            return Arc::clone(&verdict.report);
+        }
+    }
+    let report = Arc::new(check_folder(path));
+    if let Ok(mut verdicts) = verdicts().lock() {
+        let runs = verdicts.get(path).map_or(0, |v| v.runs) + 1;
+        verdicts.insert(path.to_path_buf(), Verdict { state, report: Arc::clone(&report), runs });
+    }
+    report
+}
+
+/// How many times the checks ran for `path` in this process (the cache's tests count them).
+pub fn check_runs(path: &Path) -> usize {
+    verdicts().lock().ok().and_then(|v| v.get(path).map(|v| v.runs)).unwrap_or(0)
+}
+
 /// The result of scanning one library entry.
 #[derive(Debug, Clone)]
 pub struct EntryInfo {
@@ -90,7 +146,7 @@ pub fn scan(path: &Path) -> EntryInfo {
     }
     let kind = kind_of(path);
     let bytes = crate::mlflow::export::tree_size(path);
-    let report = check_folder(path);
+    let report = checked(path);
     let errors: Vec<String> = report.errors().map(ToString::to_string).collect();
     let warnings = report.problems.len() - errors.len();
     EntryInfo { kind, bytes, errors, warnings }

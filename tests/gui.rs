@@ -167,6 +167,13 @@ fn editing_the_signature_and_model_config_then_saving() {
     let Some(Schema::Columns(cols)) = signature.inputs else { panic!("columns") };
     assert_eq!(cols[0].ty, ColType::Base(DataType::Long));
     assert_eq!(std::fs::read_to_string(package.join("input_example.json")).unwrap(), r#"{"prompt": 7}"#);
+
+    // The checks ran once per folder state: the first scan, and the save (the rescan after the
+    // save and "Check again" on the unchanged folder reuse that verdict).
+    assert_eq!(modeldesk::inspect::check_runs(&package), 2);
+    harness.state_mut().state.apply(modeldesk::app::Intent::CheckAgain);
+    idle(&mut harness);
+    assert_eq!(modeldesk::inspect::check_runs(&package), 2, "checking an unchanged folder again reuses the verdict");
 }
 
 fn send(harness: &mut Harness<'_, ModelDeskApp>, text: &str) {

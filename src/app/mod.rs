@@ -92,7 +92,7 @@ pub struct AppState {
     pub tab: Tab,
     pub editor: Option<ModelEditor>,
     editor_load: Option<Promise<editor::Loaded>>,
-    pub saving: Option<Promise<Result<crate::mlflow::validate::Report, String>>>,
+    pub saving: Option<Promise<Result<std::sync::Arc<crate::mlflow::validate::Report>, String>>>,
     pub engine: EngineState,
     pub chat: ChatState,
     pub chat_store: Option<ChatStore>,
