@@ -216,8 +216,11 @@ fn chatting_shows_the_reply_with_usage_and_stop_stops() {
     assert!(stats.usage.completion_tokens < 1298, "stopped early ({} tokens)", stats.usage.completion_tokens);
     assert!(harness.query_by_label_contains("· cancelled").is_some(), "the reply says it was stopped");
     // Conversations are kept on disk.
-    let stored = modeldesk::chat::ChatStore::new(&AppDirs::under(home.path()).data).load_all().0;
-    assert_eq!(stored[0].messages.len(), 4);
+    idle(&mut harness);
+    let store = modeldesk::chat::ChatStore::new(&AppDirs::under(home.path()).data);
+    let listing = store.list();
+    assert_eq!(listing.summaries.len(), 1);
+    assert_eq!(store.load(&listing.summaries[0].id).unwrap().messages.len(), 4);
 }
 
 #[test]
@@ -326,4 +329,38 @@ fn a_packages_model_config_drives_the_chat_the_cli_and_the_package_alike() {
         assert_eq!(wrapper["usage"][key], cli["usage"][key], "{key}: MLflow's package and command line");
     }
     assert_eq!(usage.completion_tokens as u64, cli["usage"]["completion_tokens"].as_u64().unwrap(), "window and command line");
+}
+
+/// Start-up reads a small index, not every conversation: with a thousand stored, only the one
+/// shown is read. Files in the conversations folder that are not ModelDesk's are reported once
+/// and left exactly as they were.
+#[test]
+fn a_thousand_conversations_load_lazily_and_foreign_files_are_left_alone() {
+    let home = tempfile::tempdir().unwrap();
+    let store = modeldesk::chat::ChatStore::new(&AppDirs::under(home.path()).data);
+    for n in 0..1000u64 {
+        let mut conversation = modeldesk::chat::Conversation::new(&support::tiny_phi3());
+        conversation.push_user(&format!("question {n}"));
+        conversation.updated = n;
+        // Written directly (no fsync per file) to keep the test quick.
+        std::fs::create_dir_all(store.dir()).unwrap();
+        std::fs::write(store.dir().join(format!("{}.json", conversation.id)), serde_json::to_vec(&conversation).unwrap()).unwrap();
+    }
+    let junk = store.dir().join("junk.json");
+    std::fs::write(&junk, b"\x00\xffnot json").unwrap();
+    let foreign = store.dir().join("my notes.json");
+    std::fs::write(&foreign, b"{\"hello\": 1}").unwrap();
+
+    let mut harness = app(home.path());
+    idle(&mut harness);
+    assert!(harness.query_by_label_contains("were skipped (left as they are)").is_some(), "the skipped files are reported");
+    drop_folder(&mut harness, &support::tiny_phi3());
+    idle(&mut harness);
+    let chat = &harness.state().state.chat;
+    assert_eq!(chat.summaries.len(), 1000, "every stored conversation is listed");
+    assert_eq!(chat.conversations.len(), 1, "only the conversation shown was read");
+    assert_eq!(harness.state().state.current_conversation().unwrap().messages[0].content, "question 999", "the newest one");
+    assert!(harness.query_by_label("question 998").is_some(), "the list shows titles from the index");
+    assert_eq!(std::fs::read(&junk).unwrap(), b"\x00\xffnot json");
+    assert_eq!(std::fs::read(&foreign).unwrap(), b"{\"hello\": 1}");
 }

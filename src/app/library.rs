@@ -72,7 +72,7 @@ impl AppState {
         self.editor = None;
         let dir = path.to_path_buf();
         self.editor_load = Some(self.spawn("load-editor", move || editor::load(&dir)));
-        self.chat.current = self.conversations_for(path).first().map(|c| c.id.clone());
+        self.show_latest_conversation();
     }
 
     /// Selects `path`, asking first when the current model has unsaved edits.

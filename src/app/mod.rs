@@ -106,6 +106,7 @@ pub struct AppState {
     pub memory_bytes: Option<u64>,
     /// A crash log from an earlier run the user has not seen yet.
     pub crash_report: Option<PathBuf>,
+    crash_check: Option<Promise<Option<PathBuf>>>,
     /// A library entry the user clicked while the model had unsaved edits (asks first).
     pub pending_select: Option<PathBuf>,
     title: String,
@@ -140,10 +141,13 @@ impl AppState {
             allow_close: false,
             memory_bytes: None,
             crash_report: None,
+            crash_check: None,
             pending_select: None,
             title: String::new(),
         };
-        state.crash_report = state.dirs.as_ref().and_then(crate::crash::unreported);
+        if let Some(dirs) = state.dirs.clone() {
+            state.crash_check = Some(state.spawn("crash-report", move || crate::crash::unreported(&dirs)));
+        }
         state.load_conversations();
         let paths: Vec<PathBuf> = state.persisted.library.iter().map(|e| e.path.clone()).collect();
         for path in paths {
@@ -191,8 +195,12 @@ impl AppState {
                 };
             }
         }
+        if let Some(report) = self.crash_check.take_if(|p| p.ready().is_some()).and_then(|p| p.try_take().ok()) {
+            self.crash_report = report;
+        }
         self.poll_library();
         self.poll_engine();
+        self.poll_conversations();
         self.poll_jobs();
         // Notices fade after a few seconds; errors stay until dismissed.
         let lifetime = Duration::from_secs(6);
@@ -221,11 +229,13 @@ impl AppState {
     /// Whether anything is still running in the background (tests and benchmarks wait on it).
     pub fn is_busy(&self) -> bool {
         matches!(self.runtime, RuntimeStatus::Loading(_))
+            || self.crash_check.is_some()
             || !self.scans.is_empty()
             || self.editor_load.is_some()
             || self.saving.is_some()
             || self.engine.is_loading()
             || self.chat.streaming.is_some()
+            || self.chat.is_busy()
             || self.dialog.as_ref().is_some_and(|d| d.job.is_some())
             || !self.tasks.is_empty()
     }

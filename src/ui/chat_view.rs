@@ -193,7 +193,15 @@ fn transcript(ui: &mut Ui, state: &mut AppState, out: &mut Vec<Intent>) {
         });
         return;
     };
-    let Some(conversation) = state.chat.conversations.iter().find(|c| c.id == conversation_id) else { return };
+    let Some(conversation) = state.chat.conversations.iter().find(|c| c.id == conversation_id) else {
+        if state.reading_current() {
+            ui.horizontal(|ui| {
+                ui.spinner();
+                ui.weak("Reading the conversation…");
+            });
+        }
+        return;
+    };
     let messages = &conversation.messages;
     let count = messages.len();
     let streaming = state.chat.streaming.as_ref().filter(|s| s.conversation == conversation_id);
@@ -249,7 +257,7 @@ fn transcript(ui: &mut Ui, state: &mut AppState, out: &mut Vec<Intent>) {
 fn composer(ui: &mut Ui, state: &mut AppState, out: &mut Vec<Intent>) {
     ui.add_space(4.0);
     settings(ui, state, out);
-    let ready = state.model_ready();
+    let ready = state.model_ready() && !state.reading_current();
     let streaming = state.chat.streaming.is_some();
     ui.horizontal(|ui| {
         let input = egui::TextEdit::multiline(&mut state.chat.draft)
