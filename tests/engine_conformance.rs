@@ -64,6 +64,8 @@ fn options_from(case: &Case) -> GenerateOptions {
 fn ours(engine: &mut Engine, case: &Case, kv_mode: KvMode) -> Result<(Vec<i64>, Vec<i64>, String, Option<i64>), String> {
     let mut options = options_from(case);
     options.kv_mode = kv_mode;
+    // Each case is a fresh onnxruntime-genai generator: no reuse of the previous case's cache.
+    options.ignore_cached_prefix = true;
     let cancel = AtomicBool::new(false);
     let ids = match &case.prompt {
         CasePrompt::Ids(ids) => ids.clone(),

@@ -51,6 +51,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
         do_sample: Some(false),
         suppress_eos: true,
         kv_mode: args.kv_mode.into(),
+        // Every run measures a whole prefill, not a reuse of the previous run's cache.
+        ignore_cached_prefix: true,
         ..GenerateOptions::default()
     };
     let cancel = AtomicBool::new(false);

@@ -146,7 +146,7 @@ pub fn chat_completion_json(model: &str, completion: &crate::engine::Completion)
             "message": {"role": "assistant", "content": completion.text},
             "finish_reason": finish,
         }],
-        "usage": completion.usage,
+        "usage": completion.usage.openai_json(),
         "metrics": {
             "time_to_first_token_ms": completion.timings.time_to_first_token_ms,
             "prefill_tokens_per_second": completion.timings.prefill_tokens_per_second,

@@ -6,6 +6,7 @@ pub mod config;
 pub mod decoder;
 pub mod folder;
 pub mod generate;
+pub mod kv_cache;
 pub mod sampling;
 pub mod tokenizer;
 pub mod worker;
@@ -13,7 +14,7 @@ pub mod worker;
 use std::{path::Path, sync::atomic::AtomicBool, time::Instant};
 
 pub use config::{GenaiConfig, SearchOptions};
-pub use decoder::{Decoder, DecoderError, DecoderSettings, KvMode};
+pub use decoder::{Decoder, DecoderError, DecoderSettings, KvCache, KvMode};
 pub use folder::{FolderError, ModelFolder};
 pub use generate::{Completion, FinishReason, GenerateError, GenerateOptions, Progress, Timings, Usage};
 pub use tokenizer::{ChatMessage, PromptTokenizer, TokenizerError};
@@ -92,12 +93,15 @@ pub struct ModelFacts {
     pub load_ms: f64,
 }
 
-/// A loaded model: session plus tokenizer.
+/// A loaded model: session plus tokenizer, and the KV cache of the last request, kept so the
+/// next request that starts the same way (the next turn of a chat, a regenerated reply, an
+/// edited message) runs only what is new.
 pub struct Engine {
     pub folder: ModelFolder,
     pub decoder: Decoder,
     pub tokenizer: PromptTokenizer,
     pub facts: ModelFacts,
+    cache: Option<KvCache>,
 }
 
 impl Engine {
@@ -133,7 +137,27 @@ impl Engine {
             template_source: tokenizer.template_source,
             load_ms: started.elapsed().as_secs_f64() * 1000.0,
         };
-        Ok(Self { folder, decoder, tokenizer, facts })
+        Ok(Self { folder, decoder, tokenizer, facts, cache: None })
+    }
+
+    /// The ids whose keys and values the kept cache holds (empty before the first request).
+    pub fn cached_ids(&self) -> &[i64] {
+        self.cache.as_ref().map(KvCache::tokens).unwrap_or_default()
+    }
+
+    /// Rows reserved per layer by the kept cache.
+    pub fn cache_capacity(&self) -> usize {
+        self.cache.as_ref().map(KvCache::capacity).unwrap_or(0)
+    }
+
+    /// Frees the kept cache.
+    pub fn clear_cache(&mut self) {
+        self.cache = None;
+    }
+
+    /// How many leading tokens of `prompt_ids` [`Self::generate_ids`] would take from the cache.
+    pub fn reusable_prefix(&self, prompt_ids: &[i64], options: &GenerateOptions) -> usize {
+        generate::reusable_prefix(self.cache.as_ref(), prompt_ids, self.folder.config.pad_token_id(), options)
     }
 
     /// Renders and encodes a prompt, fitting a conversation into `max_length` per `policy`
@@ -194,7 +218,8 @@ impl Engine {
         generate::resolve(options, &config.search, config.default_max_length(), config.model.context_length)
     }
 
-    /// Generates a reply for already encoded prompt ids.
+    /// Generates a reply for already encoded prompt ids, reusing the kept cache's common prefix
+    /// (unless `options.ignore_cached_prefix`).
     pub fn generate_ids(
         &mut self,
         prompt_ids: &[i64],
@@ -207,8 +232,9 @@ impl Engine {
         let eos = config.eos_token_ids();
         let pad = config.pad_token_id();
         let context_length = config.model.context_length;
-        Ok(generate::run(
+        let result = generate::run(
             &mut self.decoder,
+            &mut self.cache,
             &self.tokenizer,
             prompt_ids,
             options,
@@ -218,7 +244,12 @@ impl Engine {
             context_length,
             cancel,
             on_progress,
-        )?)
+        );
+        if matches!(result, Err(GenerateError::Decoder(_))) {
+            // A failed run may leave the cache in any state; the next request starts afresh.
+            self.cache = None;
+        }
+        Ok(result?)
     }
 
     /// Renders, encodes and generates.
