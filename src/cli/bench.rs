@@ -33,9 +33,26 @@ pub struct BenchArgs {
     pub max_length: Option<usize>,
     #[arg(long)]
     pub json: bool,
+    /// Measure a conversation of this many turns instead of one prompt: each turn is a user
+    /// message of about --user-tokens tokens answered with exactly --reply-tokens tokens, and
+    /// each turn's time to first token is reported.
+    #[arg(long)]
+    pub turns: Option<usize>,
+    /// Tokens per user message (conversation mode).
+    #[arg(long, default_value_t = 120, requires = "turns")]
+    pub user_tokens: usize,
+    /// Tokens per reply (conversation mode).
+    #[arg(long, default_value_t = 60, requires = "turns")]
+    pub reply_tokens: usize,
+    /// Re-read the whole conversation every turn instead of reusing the KV cache.
+    #[arg(long, requires = "turns")]
+    pub no_reuse: bool,
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
+    if let Some(turns) = args.turns {
+        return super::bench_turns::run(&args, turns);
+    }
     if args.runs == 0 || args.gen_tokens == 0 || args.prompt_tokens == 0 {
         bail!("--runs, --gen-tokens and --prompt-tokens must be at least 1");
     }
