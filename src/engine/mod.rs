@@ -3,6 +3,7 @@
 //! Knows nothing of MLflow or the GUI.
 
 pub mod config;
+mod cpp_sort;
 pub mod decoder;
 pub mod folder;
 pub mod generate;
