@@ -320,7 +320,7 @@ fn the_phi_family_features_match_genai() {
     let models = [
         (support::shared().join("fixtures/phi35-micro-int4"), "phi35-micro-int4", 64),
         (support::shared().join("fixtures/phi4mini-micro-int4"), "phi4mini-micro-int4", 64),
-        (support::repo().join("tests/fixtures/tiny-phi4mini"), "tiny-phi4mini", 64),
+        (support::repo().join("tests/fixtures/tiny-phi4mini"), "tiny-phi4mini", 4096),
     ];
     let mut compared = 0;
     for (model, tag, switch) in &models {
@@ -351,4 +351,30 @@ fn the_phi_family_features_match_genai() {
         compared += cases.len();
     }
     assert_eq!(compared, 3 * 8);
+}
+
+/// A long-context LongRoPE model past 4096 tokens: genai reads the whole sequence again when a
+/// step starts at 4097 tokens (its "Phi-3 RoPE rewind"), and so must we.
+#[test]
+fn generation_past_4096_tokens_rereads_the_sequence_like_genai() {
+    let runtime = support::runtime();
+    let model = support::repo().join("tests/fixtures/tiny-phi4mini");
+    let mut engine = Engine::load(runtime, &model, &DecoderSettings::default()).unwrap();
+    assert!(engine.facts.context_length > 4097, "the fixture's context reaches past the threshold");
+    let long = engine.tokenizer.encode(&long_text(&engine, 4100)).unwrap();
+    let case = |name: &str, prompt_len: usize, max_length: usize, options: Value| Case {
+        name: format!("tiny-phi4mini / {name}"),
+        model: model.clone(),
+        prompt: CasePrompt::Ids(long[..prompt_len].to_vec()),
+        max_length,
+        options,
+    };
+    let cases = vec![
+        case("greedy from 4090 to 4112", 4090, 4112, json!({})),
+        case("seeded from 4094 to 4104", 4094, 4104, json!({"do_sample": true, "top_k": 5, "temperature": 0.8, "random_seed": 3})),
+        case("a 4097-token prompt", 4097, 4104, json!({})),
+    ];
+    let expected = reference(&cases);
+    let tokens = check_against_genai(&mut engine, &cases, &expected, &[KvMode::Shared]);
+    assert!(tokens >= 22 + 10 + 7 - 3, "the replies cross the threshold: {tokens} tokens");
 }

@@ -9,8 +9,8 @@ Rerun (from the repository root) to regenerate the committed fixture:
 and the two variants beside it (the features of the fp16 builds, and of Phi-3.5/Phi-4-mini):
 
     python3 tools/make_tiny_phi3.py tests/fixtures/tiny-phi3-fp16 --precision fp16
-    python3 tools/make_tiny_phi3.py tests/fixtures/tiny-phi4mini --longrope --partial-rotary 0.75 \
-        --tie-embeddings --context-length 1024 --heads 2 --kv-heads 1
+    python3 tools/make_tiny_phi3.py tests/fixtures/tiny-phi4mini --longrope --original-context 4096 \
+        --partial-rotary 0.75 --tie-embeddings --context-length 8192 --heads 2 --kv-heads 1
 
 A larger model for benchmarks (not committed; same graph, wider):
 

@@ -143,6 +143,21 @@ pub struct ResolvedOptions {
     pub max_length: usize,
     pub sampling: SamplingSettings,
     pub seed: i64,
+    /// The sequence length at which the whole sequence is run through the model again.
+    pub rope_rewind_at: Option<usize>,
+}
+
+/// onnxruntime-genai's "Phi-3 RoPE rewind": for `phi3`/`phimoe` models (and `phi3small`), when a
+/// decode step starts with the sequence at 4097 (8193) tokens, it drops the cache and runs the
+/// whole sequence again, so that LongRoPE models (Phi-3-mini-128k, Phi-3.5-mini), whose graph
+/// switches to the long rotary factors past 4096 tokens, recompute the earlier keys with them.
+/// Shorter-context models never reach the threshold.
+pub fn rope_rewind_threshold(model_type: &str) -> Option<usize> {
+    match model_type {
+        "phi3" | "phimoe" => Some(4097),
+        "phi3small" => Some(8193),
+        _ => None,
+    }
 }
 
 /// Applies `options` over the folder's search defaults and checks them.
@@ -165,7 +180,7 @@ pub fn resolve(
         min_length: options.min_length.unwrap_or(defaults.min_length),
         no_repeat_ngram_size: options.no_repeat_ngram_size.unwrap_or(defaults.no_repeat_ngram_size),
     };
-    Ok(ResolvedOptions { max_length, sampling, seed: options.seed.unwrap_or(defaults.random_seed) })
+    Ok(ResolvedOptions { max_length, sampling, seed: options.seed.unwrap_or(defaults.random_seed), rope_rewind_at: None })
 }
 
 /// The row whose logits choose the first token: the last prompt position that is not the pad
@@ -292,7 +307,16 @@ pub fn run(
             if cancel.load(Ordering::Relaxed) {
                 break 'generate FinishReason::Cancelled;
             }
-            let step = match decoder.step_row(cache, &[token], max_length, 0) {
+            // At genai's LongRoPE threshold the whole sequence is read again (see
+            // `rope_rewind_threshold`); every other step feeds the one new token.
+            let reread = resolved.rope_rewind_at == Some(sequence.len());
+            let logits_row = if reread { first_logits_row(&sequence, pad) } else { 0 };
+            let result = if reread {
+                cache.rewind(0).and_then(|()| decoder.step_row(cache, &sequence, max_length, logits_row))
+            } else {
+                decoder.step_row(cache, &[token], max_length, 0)
+            };
+            let step = match result {
                 Ok(logits) => logits,
                 Err(DecoderError::Cancelled) => break 'generate FinishReason::Cancelled,
                 // A graph can stop short of the configured context (its rotary tables end, for
@@ -306,7 +330,7 @@ pub fn run(
             };
             decode_time += step.elapsed;
             decode_steps += 1;
-            row = step.into_row(0);
+            row = step.into_row(logits_row);
         }
     };
     if finish == FinishReason::Cancelled {

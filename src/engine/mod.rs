@@ -216,7 +216,9 @@ impl Engine {
     /// before encoding).
     pub fn resolve(&self, options: &GenerateOptions) -> Result<generate::ResolvedOptions, GenerateError> {
         let config = &self.folder.config;
-        generate::resolve(options, &config.search, config.default_max_length(), config.model.context_length)
+        let mut resolved = generate::resolve(options, &config.search, config.default_max_length(), config.model.context_length)?;
+        resolved.rope_rewind_at = generate::rope_rewind_threshold(&config.model.model_type);
+        Ok(resolved)
     }
 
     /// Generates a reply for already encoded prompt ids, reusing the kept cache's common prefix
