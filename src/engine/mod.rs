@@ -7,6 +7,7 @@ mod cpp_sort;
 pub mod decoder;
 pub mod folder;
 pub mod generate;
+pub mod graph_scan;
 pub mod kv_cache;
 pub mod sampling;
 pub mod tokenizer;
@@ -92,6 +93,58 @@ pub struct ModelFacts {
     pub warnings: Vec<String>,
     pub template_source: tokenizer::TemplateSource,
     pub load_ms: f64,
+    /// Which Phi model this looks like ("Phi-3-mini", "Phi-4-mini", … with its distinguishing
+    /// features), from the config and the graph.
+    pub family: String,
+    /// How the weights are stored ("int4 (block 32)", "float16", …).
+    pub quantization: String,
+    /// The execution provider that runs the model (the first that registered).
+    pub provider: String,
+    /// The graph's structure (operators, rotary table, LongRoPE, tied embeddings), when readable.
+    pub graph: Option<graph_scan::GraphSummary>,
+}
+
+/// The Phi model a folder looks like: Phi-4-mini by its tied embeddings or 200k vocabulary,
+/// Phi-3-medium / Phi-3-mini by width, with LongRoPE (Phi-3-mini-128k, Phi-3.5-mini) and partial
+/// rotary named when the graph has them.
+fn family(facts: &ModelFacts) -> String {
+    let graph = facts.graph.as_ref();
+    let tied = graph.is_some_and(|g| g.tied_embeddings);
+    let long_rope = graph.is_some_and(|g| g.long_rope);
+    let base = if tied || facts.vocab_size >= 200_000 {
+        "Phi-4-mini"
+    } else {
+        match facts.hidden_size {
+            Some(5120) => "Phi-3-medium",
+            Some(3072) if long_rope => "Phi-3.5-mini / Phi-3-mini-128k",
+            Some(3072) => "Phi-3-mini",
+            _ => "Phi-3 architecture",
+        }
+    };
+    let mut features = Vec::new();
+    if long_rope {
+        features.push("LongRoPE".to_owned());
+    }
+    if let Some(columns) = graph.and_then(|g| g.rotary_columns).filter(|&c| 2 * c < facts.head_size) {
+        features.push(format!("partial rotary {} of {}", 2 * columns, facts.head_size));
+    }
+    if tied {
+        features.push("tied embeddings".to_owned());
+    }
+    if features.is_empty() { base.to_owned() } else { format!("{base} ({})", features.join(", ")) }
+}
+
+/// How the weights are stored, from the graph (block-quantized MatMulNBits, or float MatMuls).
+fn quantization(facts: &ModelFacts) -> String {
+    match facts.graph.as_ref() {
+        Some(graph) => match (graph.quantized_bits, graph.quantized_block_size, &graph.float_weights) {
+            (Some(bits), Some(block), _) => format!("int{bits} (block {block})"),
+            (Some(bits), None, _) => format!("int{bits}"),
+            (None, _, Some(float)) => float.clone(),
+            (None, _, None) => "unknown".to_owned(),
+        },
+        None => "unknown".to_owned(),
+    }
 }
 
 /// A loaded model: session plus tokenizer, and the KV cache of the last request, kept so the
@@ -136,8 +189,20 @@ impl Engine {
             intra_threads: decoder.facts.intra_threads,
             warnings: decoder.facts.warnings.clone(),
             template_source: tokenizer.template_source,
-            load_ms: started.elapsed().as_secs_f64() * 1000.0,
+            load_ms: 0.0,
+            family: String::new(),
+            quantization: String::new(),
+            provider: decoder.facts.execution_providers.first().cloned().unwrap_or_default(),
+            graph: None,
         };
+        let mut facts = facts;
+        match graph_scan::scan(&folder.decoder) {
+            Ok(summary) => facts.graph = Some(summary),
+            Err(error) => facts.warnings.push(error.to_string()),
+        }
+        facts.family = family(&facts);
+        facts.quantization = quantization(&facts);
+        facts.load_ms = started.elapsed().as_secs_f64() * 1000.0;
         Ok(Self { folder, decoder, tokenizer, facts, cache: None })
     }
 
