@@ -208,6 +208,7 @@ impl Decoder {
             None => 0..new_ids.len(),
         };
         let started = Instant::now();
+        let run_elapsed;
         let logits = match cache.mode {
             KvMode::Shared => {
                 let grown = ensure_capacity::<T>(T::shared_buffers(&mut cache.storage), &self.io, past_len, total, capacity_hint)?;
@@ -256,7 +257,9 @@ impl Decoder {
                         .map_err(run_error)?;
                     cache.logits_bound_rows = 0;
                 }
+                let run_started = Instant::now();
                 let outputs = self.session.run_binding_with_options(binding, &self.run_options).map_err(classify)?;
+                run_elapsed = run_started.elapsed();
                 extract_logits(&outputs[self.io.logits.as_str()], self.io.logits_type, new_ids.len(), self.io.vocab_size, rows.clone())?
             }
             KvMode::Growing => {
@@ -273,7 +276,9 @@ impl Decoder {
                     let name = if index < layers { &self.io.past_keys[index] } else { &self.io.past_values[index - layers] };
                     inputs.push((name.as_str().into(), value.into()));
                 }
+                let run_started = Instant::now();
                 let mut outputs = self.session.run_with_options(inputs, &self.run_options).map_err(classify)?;
+                run_elapsed = run_started.elapsed();
                 let logits = extract_logits(
                     &outputs[self.io.logits.as_str()],
                     self.io.logits_type,
@@ -294,7 +299,7 @@ impl Decoder {
             }
         };
         cache.tokens.extend_from_slice(new_ids);
-        Ok(Logits { first_row: rows.start, rows: rows.len(), vocab: self.io.vocab_size, data: logits, elapsed: started.elapsed() })
+        Ok(Logits { first_row: rows.start, rows: rows.len(), vocab: self.io.vocab_size, data: logits, elapsed: started.elapsed(), run_elapsed })
     }
 }
 
@@ -324,6 +329,9 @@ pub struct Logits {
     pub vocab: usize,
     pub data: Vec<f32>,
     pub elapsed: std::time::Duration,
+    /// The part of `elapsed` spent inside ONNX Runtime's run (the rest is binding inputs,
+    /// growing the KV buffers and copying the logits out).
+    pub run_elapsed: std::time::Duration,
 }
 
 impl Logits {

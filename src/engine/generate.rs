@@ -68,6 +68,25 @@ pub struct Timings {
     pub decode_ms: f64,
     pub prefill_tokens_per_second: f64,
     pub decode_tokens_per_second: f64,
+    /// Where the decode steps' time went.
+    #[serde(default)]
+    pub decode_profile: DecodeProfile,
+}
+
+/// The decode steps' time, split by what it was spent on (milliseconds, summed over the steps).
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+pub struct DecodeProfile {
+    pub steps: usize,
+    /// Inside ONNX Runtime's run.
+    pub run_ms: f64,
+    /// Around the run: binding inputs, growing the KV buffers, copying the logits row out.
+    pub io_ms: f64,
+    /// Logits processors and choosing the token.
+    pub sampling_ms: f64,
+    /// Streaming text and stop strings.
+    pub text_ms: f64,
+    /// The caller's progress callback (events to the GUI or server).
+    pub events_ms: f64,
 }
 
 /// Options for one reply. `None` fields take the model folder's `search` defaults.
@@ -248,6 +267,8 @@ pub fn run(
     let mut prefill_time = Duration::ZERO;
     let mut cached_tokens = 0usize;
     let mut note = None;
+    let mut profile = DecodeProfile::default();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
 
     let finish = 'generate: {
         if prompt_len >= limit {
@@ -274,6 +295,7 @@ pub fn run(
         on_progress(Progress::Prefilled { prompt_tokens: prompt_len, cached_tokens, elapsed: prefill_time });
         let mut row = logits.into_row(row_index - cached_tokens);
         loop {
+            let sampling_started = Instant::now();
             sampling::apply_processors(&mut row, &sequence, &resolved.sampling, eos);
             if options.suppress_eos {
                 for &id in eos {
@@ -284,6 +306,7 @@ pub fn run(
             }
             let token = sampling::choose(&row, &resolved.sampling, method, &mut rng) as i64;
             first_token_at.get_or_insert_with(|| started.elapsed());
+            profile.sampling_ms += ms(sampling_started.elapsed());
             if eos.contains(&token) {
                 eos_token = Some(token);
                 let tail = stops.finish(&mut stream);
@@ -293,10 +316,14 @@ pub fn run(
             }
             sequence.push(token);
             completion_ids.push(token);
+            let text_started = Instant::now();
             let piece = stream.push(token);
             let (visible, stopped) = stops.feed(&piece);
             text.push_str(&visible);
+            let events_started = Instant::now();
+            profile.text_ms += ms(events_started - text_started);
             on_progress(Progress::Token { id: token, text: &visible });
+            profile.events_ms += ms(events_started.elapsed());
             if stopped {
                 break 'generate FinishReason::Stop;
             }
@@ -330,6 +357,9 @@ pub fn run(
             };
             decode_time += step.elapsed;
             decode_steps += 1;
+            profile.steps += 1;
+            profile.run_ms += ms(step.run_elapsed);
+            profile.io_ms += ms(step.elapsed.saturating_sub(step.run_elapsed));
             row = step.into_row(logits_row);
         }
     };
@@ -337,7 +367,6 @@ pub fn run(
         let tail = stops.finish(&mut stream);
         text.push_str(&tail);
     }
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let per_second = |count: usize, d: Duration| if d.is_zero() { 0.0 } else { count as f64 / d.as_secs_f64() };
     let completion_tokens = completion_ids.len();
     Ok(Completion {
@@ -358,6 +387,7 @@ pub fn run(
             decode_ms: ms(decode_time),
             prefill_tokens_per_second: per_second(prompt_len - cached_tokens, prefill_time),
             decode_tokens_per_second: per_second(decode_steps, decode_time),
+            decode_profile: profile,
         },
         max_length,
         note,

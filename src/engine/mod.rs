@@ -18,7 +18,7 @@ use std::{path::Path, sync::atomic::AtomicBool, time::Instant};
 pub use config::{GenaiConfig, SearchOptions};
 pub use decoder::{Decoder, DecoderError, DecoderSettings, KvCache, KvMode};
 pub use folder::{FolderError, ModelFolder};
-pub use generate::{Completion, FinishReason, GenerateError, GenerateOptions, Progress, Timings, Usage};
+pub use generate::{Completion, DecodeProfile, FinishReason, GenerateError, GenerateOptions, Progress, Timings, Usage};
 pub use tokenizer::{ChatMessage, PromptTokenizer, TokenizerError};
 
 use crate::runtime::Runtime;
