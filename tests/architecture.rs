@@ -59,7 +59,7 @@ fn app_does_not_import_the_views_or_the_command_line() {
 #[test]
 fn libraries_know_nothing_of_egui() {
     let mut libraries = Vec::new();
-    for module in ["engine", "mlflow", "chat.rs", "runtime.rs", "session.rs", "service.rs", "inspect.rs", "cli"] {
+    for module in ["engine", "mlflow", "chat", "runtime.rs", "session.rs", "service.rs", "inspect.rs", "cli"] {
         libraries.extend(sources(module));
     }
     assert!(libraries.len() >= 20, "the library modules' files were found ({})", libraries.len());

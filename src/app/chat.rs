@@ -472,7 +472,7 @@ impl AppState {
                 self.notify_error(format!("{} could not be loaded", path.display()), Some(message));
             }
             Event::Unloaded => {}
-            Event::Started { id, prompt_tokens, dropped_messages } => {
+            Event::Started { id, prompt_tokens, dropped_messages, .. } => {
                 if let Some(s) = self.chat.streaming.as_mut().filter(|s| s.request.id == id) {
                     s.prompt_tokens = Some(prompt_tokens);
                     s.dropped_messages = dropped_messages;

@@ -207,7 +207,7 @@ pub(super) mod tests {
             role: Role::Assistant,
             content: "4".into(),
             stats: Some(ReplyStats {
-                usage: Usage { prompt_tokens: 10, completion_tokens: 1, total_tokens: 11 },
+                usage: Usage { prompt_tokens: 10, completion_tokens: 1, total_tokens: 11, ..Usage::default() },
                 timings: Timings::default(),
                 finish_reason: FinishReason::Stop,
                 dropped_messages: 0,

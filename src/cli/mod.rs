@@ -2,6 +2,8 @@
 //! with its arguments (`…Args`) and its `run`.
 
 mod bench;
+mod bench_turns;
+mod conversation;
 mod create;
 mod doctor;
 mod edit;
