@@ -22,7 +22,7 @@ pub use chat::{ChatState, EngineState, Streaming};
 pub use editor::ModelEditor;
 pub use intent::{CloseChoice, Intent, SwitchChoice};
 pub use jobs::{Dialog, DialogKind, Job};
-pub use library::LibraryEntry;
+pub use library::{LibraryEntry, ModelChoices};
 
 pub use crate::inspect::{EntryInfo, FolderKind};
 use crate::{
@@ -86,6 +86,10 @@ pub struct AppState {
     pub dirs: Option<AppDirs>,
     pub runtime_pick: Option<Promise<Option<PathBuf>>>,
     pub folder_pick: Option<Promise<Option<PathBuf>>>,
+    /// A path being classified (opened, dropped or typed).
+    opening: Option<Promise<crate::inspect::Opened>>,
+    /// Model folders found beneath an opened folder, waiting for the user's pick.
+    pub model_choices: Option<ModelChoices>,
     pub destination_pick: Option<Promise<Option<PathBuf>>>,
     pub entries: HashMap<PathBuf, EntryInfo>,
     scans: Vec<(PathBuf, Promise<EntryInfo>)>,
@@ -122,6 +126,8 @@ impl AppState {
             dirs: startup.dirs,
             runtime_pick: None,
             folder_pick: None,
+            opening: None,
+            model_choices: None,
             destination_pick: None,
             entries: HashMap::new(),
             scans: Vec::new(),
@@ -154,7 +160,7 @@ impl AppState {
             state.rescan(&path);
         }
         if let Some(path) = startup.open {
-            state.open_folder(&path);
+            state.open_path(&path);
         } else if let Some(selected) = state.persisted.selected.clone() {
             state.select(&selected);
         }
@@ -231,6 +237,7 @@ impl AppState {
         matches!(self.runtime, RuntimeStatus::Loading(_))
             || self.crash_check.is_some()
             || !self.scans.is_empty()
+            || self.opening.is_some()
             || self.editor_load.is_some()
             || self.saving.is_some()
             || self.engine.is_loading()

@@ -9,6 +9,10 @@ use std::{
     time::SystemTime,
 };
 
+mod find;
+
+pub use find::{Foreign, Opened, SearchLimits, foreign_kind, models_beneath, resolve};
+
 use crate::{
     engine::folder,
     mlflow::{mlmodel::MLMODEL, validate::Report},
@@ -21,6 +25,8 @@ pub enum FolderKind {
     Phi3Onnx,
     /// An MLflow model wrapping a Phi-3 ONNX folder.
     Both,
+    /// A model format ModelDesk recognises but does not run.
+    Foreign(Foreign),
     Unknown,
 }
 
@@ -30,6 +36,7 @@ impl FolderKind {
             FolderKind::MlflowModel => "MLflow model",
             FolderKind::Phi3Onnx => "Phi-3 ONNX folder",
             FolderKind::Both => "MLflow model + Phi-3 ONNX",
+            FolderKind::Foreign(foreign) => foreign.label(),
             FolderKind::Unknown => "not a model folder",
         }
     }
@@ -51,7 +58,7 @@ pub fn kind_of(path: &Path) -> FolderKind {
         (true, true) => FolderKind::Both,
         (true, false) => FolderKind::MlflowModel,
         (false, true) => FolderKind::Phi3Onnx,
-        (false, false) => FolderKind::Unknown,
+        (false, false) => foreign_kind(path).map_or(FolderKind::Unknown, FolderKind::Foreign),
     }
 }
 
@@ -138,18 +145,22 @@ pub struct EntryInfo {
     pub bytes: u64,
     pub errors: Vec<String>,
     pub warnings: usize,
+    /// Every problem the checks found, with the file and key it concerns.
+    pub report: Arc<Report>,
 }
 
 pub fn scan(path: &Path) -> EntryInfo {
-    if !path.is_dir() {
-        return EntryInfo { kind: FolderKind::Unknown, bytes: 0, errors: vec!["the folder no longer exists".into()], warnings: 0 };
+    if !path.exists() {
+        let errors = vec!["the folder no longer exists".into()];
+        return EntryInfo { kind: FolderKind::Unknown, bytes: 0, errors, warnings: 0, report: Arc::default() };
     }
     let kind = kind_of(path);
-    let bytes = crate::mlflow::export::tree_size(path);
-    let report = checked(path);
+    let bytes = if path.is_file() { path.metadata().map_or(0, |m| m.len()) } else { crate::mlflow::export::tree_size(path) };
+    // A format ModelDesk does not run is explained, not checked against MLflow's rules.
+    let report = if matches!(kind, FolderKind::Foreign(_)) { Arc::default() } else { checked(path) };
     let errors: Vec<String> = report.errors().map(ToString::to_string).collect();
     let warnings = report.problems.len() - errors.len();
-    EntryInfo { kind, bytes, errors, warnings }
+    EntryInfo { kind, bytes, errors, warnings, report }
 }
 
 /// The model folder a dropped path belongs to: the path itself, or the nearest parent (up to
