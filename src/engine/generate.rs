@@ -48,14 +48,19 @@ pub struct Usage {
 }
 
 impl Usage {
-    /// The OpenAI `usage` object: the three counts plus `prompt_tokens_details.cached_tokens`.
+    /// The OpenAI `usage` object: the three counts, plus `prompt_tokens_details.cached_tokens`
+    /// when part of the prompt came from the cache. Without reuse it is exactly MLflow's
+    /// `llm/v1/chat` usage, so a single reply prints what an MLflow package predicts.
     pub fn openai_json(&self) -> serde_json::Value {
-        serde_json::json!({
+        let mut usage = serde_json::json!({
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "total_tokens": self.total_tokens,
-            "prompt_tokens_details": {"cached_tokens": self.cached_tokens},
-        })
+        });
+        if self.cached_tokens > 0 {
+            usage["prompt_tokens_details"] = serde_json::json!({"cached_tokens": self.cached_tokens});
+        }
+        usage
     }
 }
 
