@@ -14,4 +14,5 @@ pub mod inspect;
 pub mod memory;
 pub mod mlflow;
 pub mod runtime;
+pub mod server;
 pub mod ui;
