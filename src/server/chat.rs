@@ -115,14 +115,19 @@ pub(super) async fn submit(state: &AppState, prompt: Prompt, options: GenerateOp
     Ok(Submitted { _guard: TicketGuard(ticket), events, prompt_tokens })
 }
 
+/// The request's next event, or 503 when the server shuts down first.
+async fn next_event(state: &AppState, submitted: &mut Submitted) -> Result<Option<RequestEvent>, ApiError> {
+    let mut shutdown = state.shutdown.clone();
+    tokio::select! {
+        event = submitted.events.recv() => Ok(event),
+        _ = shutdown.wait_for(|stop| *stop) => Err(ApiError::unavailable("The server is shutting down.")),
+    }
+}
+
 /// Waits for a queued request to start (or fail), giving up on shutdown.
 pub(super) async fn wait_started(state: &AppState, submitted: &mut Submitted) -> Result<Duration, ApiError> {
-    let mut shutdown = state.shutdown.clone();
     loop {
-        let event = tokio::select! {
-            event = submitted.events.recv() => event,
-            _ = shutdown.wait_for(|stop| *stop) => return Err(ApiError::unavailable("The server is shutting down.")),
-        };
+        let event = next_event(state, submitted).await?;
         match event {
             Some(RequestEvent::Started { queue_wait, .. }) => return Ok(queue_wait),
             Some(RequestEvent::Failed(message)) => return Err(ApiError::internal(message)),
@@ -146,12 +151,8 @@ pub(super) struct Generated {
 pub(super) async fn run_to_end(state: &AppState, mut submitted: Submitted, arrived: Instant) -> Result<Generated, ApiError> {
     let queue_wait = wait_started(state, &mut submitted).await?;
     let mut first_token = None;
-    let mut shutdown = state.shutdown.clone();
     loop {
-        let event = tokio::select! {
-            event = submitted.events.recv() => event,
-            _ = shutdown.wait_for(|stop| *stop) => return Err(ApiError::unavailable("The server is shutting down.")),
-        };
+        let event = next_event(state, &mut submitted).await?;
         match event {
             Some(RequestEvent::Chunk { .. }) => {
                 first_token.get_or_insert_with(|| arrived.elapsed());
