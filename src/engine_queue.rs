@@ -468,8 +468,10 @@ impl Dispatcher {
             return;
         }
         if let Some(mut running) = self.running.take() {
-            // Done before the next request reaches the worker (see the module comment).
+            // Done before the next request reaches the worker (see the module comment), and
+            // not counted as in flight once its client can see the end.
             *lock(&running.pending.slot) = Slot::Done;
+            lock(&self.shared.counts).in_flight = 0;
             deliver(&mut running.pending.sink, event);
         }
     }
@@ -493,6 +495,7 @@ impl Dispatcher {
             *slot = Slot::Running(handle);
             drop(slot);
             self.running = Some(Running { pending, worker_id, dispatched: Instant::now() });
+            lock(&self.shared.counts).in_flight = 1;
             return;
         }
     }
