@@ -101,7 +101,8 @@ fn dropping_the_fixture_folder_opens_it() {
     assert_eq!(harness.state().state.persisted.library.len(), 1);
     let elsewhere = tempfile::tempdir().unwrap();
     drop_folder(&mut harness, elsewhere.path());
-    harness.run_steps(2);
+    // Opening works out what the path holds in the background; wait for it.
+    idle(&mut harness);
     assert!(harness.query_by_label_contains("is not a model folder").is_some());
     // Idle means idle: no repaint keeps being requested.
     harness.state_mut().state.notices.clear();

@@ -9,6 +9,7 @@ mod doctor;
 mod edit;
 mod export;
 mod generate;
+mod serve;
 mod show;
 mod validate;
 
@@ -23,6 +24,7 @@ pub use doctor::DoctorArgs;
 pub use edit::EditArgs;
 pub use export::ExportArgs;
 pub use generate::{GenerateArgs, chat_completion_json};
+pub use serve::ServeArgs;
 pub use show::ShowArgs;
 pub use validate::ValidateArgs;
 
@@ -60,6 +62,8 @@ pub enum Command {
     Edit(EditArgs),
     /// Export a validated model as a self-contained folder or .zip.
     Export(ExportArgs),
+    /// Serve the model over HTTP: OpenAI-compatible chat completions and MLflow scoring.
+    Serve(ServeArgs),
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -93,6 +97,7 @@ pub fn run(command: Command) -> Result<()> {
         Command::Create(args) => create::run(args),
         Command::Edit(args) => edit::run(args),
         Command::Export(args) => export::run(args),
+        Command::Serve(args) => serve::run(args),
     }
 }
 
