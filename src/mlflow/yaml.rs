@@ -17,7 +17,7 @@ mod resolve;
 mod style;
 
 pub use emit::{emit, emit_with};
-pub use parse::parse;
+pub use parse::{Limits, parse, parse_with};
 pub use style::python_float;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -83,13 +83,6 @@ impl Mapping {
 
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
-    }
-
-    fn set(&mut self, key: Node, value: Node) {
-        match self.0.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, slot)) => *slot = value,
-            None => self.0.push((key, value)),
-        }
     }
 }
 

@@ -1,127 +1,233 @@
-//! From `saphyr-parser` events to [`Node`]s: anchors, aliases (expanded with a budget), merge
-//! keys, and the one-document rule.
+//! From `saphyr-parser` events to [`Node`]s: anchors, aliases, merge keys and the one-document
+//! rule, within [`Limits`]: the document's size, its nesting depth, the number of values it
+//! expands to and the bytes aliases may copy. Events are consumed as the parser produces them,
+//! so a refused document stops early, and keys are indexed by hash, so a mapping of many keys
+//! is read in linear time.
 
-use saphyr_parser::{Event, Parser, ScalarStyle, Span};
+use std::{
+    collections::HashMap,
+    hash::{Hash as _, Hasher as _},
+    iter::Peekable,
+};
+
+use saphyr_parser::{Event, Parser, ScalarStyle, Span, StrInput};
 
 use super::resolve::resolve_scalar;
 use super::{Mapping, Node, YamlError};
 
-/// Most nodes alias expansion may produce; MLmodel files have a few hundred.
-const MAX_EXPANDED_NODES: usize = 1_000_000;
+/// What one document may cost. The defaults fit MLmodel files (a few KB, a few hundred values)
+/// with a wide margin and keep a hostile file to well under a second and a few hundred MB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Bytes of YAML text.
+    pub max_bytes: usize,
+    /// Nested collections (PyYAML itself fails a few hundred levels deep: Python's recursion limit).
+    pub max_depth: usize,
+    /// Values (scalars and collections) after alias expansion.
+    pub max_nodes: usize,
+    /// Bytes of scalar text that aliases (and the anchors they copy) may add.
+    pub max_alias_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { max_bytes: 16 << 20, max_depth: 200, max_nodes: 1_000_000, max_alias_bytes: 16 << 20 }
+    }
+}
 
 fn error_at(span: &Span, message: impl Into<String>) -> YamlError {
     YamlError { line: span.start.line(), column: span.start.col() + 1, message: message.into() }
 }
 
-/// Parses one YAML document (a leading BOM is ignored). An empty document is `Node::Null`.
+/// Parses one YAML document (a leading BOM is ignored) within the default [`Limits`]. An empty
+/// document is `Node::Null`.
 pub fn parse(text: &str) -> Result<Node, YamlError> {
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut events = Vec::new();
-    for item in Parser::new_from_str(text) {
-        match item {
-            Ok(event) => events.push(event),
-            Err(e) => {
-                return Err(YamlError {
-                    line: e.marker().line(),
-                    column: e.marker().col() + 1,
-                    message: e.info().to_owned(),
-                });
-            }
-        }
+    parse_with(text, &Limits::default())
+}
+
+/// Like [`parse`], within `limits`.
+pub fn parse_with(text: &str, limits: &Limits) -> Result<Node, YamlError> {
+    if text.len() > limits.max_bytes {
+        return Err(YamlError {
+            line: 1,
+            column: 1,
+            message: format!(
+                "the document is {} bytes; YAML files ModelDesk reads may be at most {} bytes",
+                text.len(),
+                limits.max_bytes
+            ),
+        });
     }
-    let mut builder = Builder { events, at: 0, anchors: Vec::new(), budget: MAX_EXPANDED_NODES };
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut builder = Builder {
+        events: Parser::new_from_str(text).peekable(),
+        anchors: HashMap::new(),
+        nodes_left: limits.max_nodes,
+        alias_bytes_left: limits.max_alias_bytes,
+        depth: 0,
+        limits: *limits,
+    };
     builder.document()
 }
 
+/// What a built value holds: how many values and how many bytes of scalar text.
+#[derive(Debug, Clone, Copy, Default)]
+struct Cost {
+    nodes: usize,
+    bytes: usize,
+}
+
+impl Cost {
+    fn add(&mut self, other: Cost) {
+        self.nodes = self.nodes.saturating_add(other.nodes);
+        self.bytes = self.bytes.saturating_add(other.bytes);
+    }
+}
+
 struct Builder<'a> {
-    events: Vec<(Event<'a>, Span)>,
-    at: usize,
-    anchors: Vec<(usize, Node)>,
-    budget: usize,
+    events: Peekable<Parser<'a, StrInput<'a>>>,
+    /// Anchor id → the value it names (a later anchor with the same name replaces it).
+    anchors: HashMap<usize, (Node, Cost)>,
+    nodes_left: usize,
+    alias_bytes_left: usize,
+    depth: usize,
+    limits: Limits,
+}
+
+fn scan_error(error: &saphyr_parser::ScanError) -> YamlError {
+    YamlError { line: error.marker().line(), column: error.marker().col() + 1, message: error.info().to_owned() }
 }
 
 impl<'a> Builder<'a> {
-    fn next(&mut self) -> Option<(Event<'a>, Span)> {
-        let item = self.events.get(self.at).cloned();
-        self.at += 1;
-        item
+    fn next(&mut self) -> Result<Option<(Event<'a>, Span)>, YamlError> {
+        match self.events.next() {
+            None => Ok(None),
+            Some(Ok(item)) => Ok(Some(item)),
+            Some(Err(error)) => Err(scan_error(&error)),
+        }
+    }
+
+    /// Whether the next event is the end of the current collection (consumed if so).
+    fn at_end(&mut self, end: fn(&Event<'_>) -> bool) -> Result<bool, YamlError> {
+        match self.events.peek() {
+            Some(Ok((event, _))) if end(event) => {
+                self.events.next();
+                Ok(true)
+            }
+            Some(Err(error)) => Err(scan_error(error)),
+            _ => Ok(false),
+        }
     }
 
     fn document(&mut self) -> Result<Node, YamlError> {
         let mut root = None;
         let mut documents = 0;
-        while let Some((event, span)) = self.next() {
-            match event {
-                Event::StreamStart | Event::DocumentEnd | Event::Nothing => {}
-                Event::StreamEnd => break,
-                Event::DocumentStart(_) => {
+        loop {
+            match self.events.peek() {
+                None => break,
+                Some(Err(error)) => return Err(scan_error(error)),
+                Some(Ok((Event::StreamStart | Event::DocumentEnd | Event::Nothing, _))) => {
+                    self.events.next();
+                }
+                Some(Ok((Event::StreamEnd, _))) => break,
+                Some(Ok((Event::DocumentStart(_), span))) => {
                     documents += 1;
                     if documents > 1 {
-                        return Err(error_at(&span, "more than one YAML document; an MLmodel file holds one"));
+                        return Err(error_at(span, "more than one YAML document; an MLmodel file holds one"));
                     }
+                    self.events.next();
                 }
-                _ => {
-                    self.at -= 1;
-                    root = Some(self.node()?);
-                }
+                Some(Ok(_)) => root = Some(self.node()?.0),
             }
         }
         Ok(root.unwrap_or(Node::Null))
     }
 
-    fn spend(&mut self, span: &Span, nodes: usize) -> Result<(), YamlError> {
-        if nodes > self.budget {
-            return Err(error_at(span, "aliases expand to too many nodes (refusing a possible \"billion laughs\" document)"));
+    fn spend_nodes(&mut self, span: &Span, nodes: usize) -> Result<(), YamlError> {
+        if nodes > self.nodes_left {
+            return Err(error_at(
+                span,
+                format!(
+                    "the document expands to more than {} values (refusing a possible \"billion laughs\" document)",
+                    self.limits.max_nodes
+                ),
+            ));
         }
-        self.budget -= nodes;
+        self.nodes_left -= nodes;
         Ok(())
     }
 
-    fn node(&mut self) -> Result<Node, YamlError> {
-        let Some((event, span)) = self.next() else {
+    /// Charges a copy made for an anchor or an alias.
+    fn spend_copy(&mut self, span: &Span, cost: Cost) -> Result<(), YamlError> {
+        self.spend_nodes(span, cost.nodes)?;
+        if cost.bytes > self.alias_bytes_left {
+            return Err(error_at(
+                span,
+                format!(
+                    "aliases copy more than {} bytes of text (refusing a possible \"billion laughs\" document)",
+                    self.limits.max_alias_bytes
+                ),
+            ));
+        }
+        self.alias_bytes_left -= cost.bytes;
+        Ok(())
+    }
+
+    fn enter(&mut self, span: &Span) -> Result<(), YamlError> {
+        self.depth += 1;
+        if self.depth > self.limits.max_depth {
+            return Err(error_at(span, format!("collections are nested more than {} levels deep", self.limits.max_depth)));
+        }
+        Ok(())
+    }
+
+    fn node(&mut self) -> Result<(Node, Cost), YamlError> {
+        let Some((event, span)) = self.next()? else {
             return Err(YamlError { line: 0, column: 0, message: "unexpected end of document".into() });
         };
-        self.spend(&span, 1)?;
+        self.spend_nodes(&span, 1)?;
+        let mut cost = Cost { nodes: 1, bytes: 0 };
         match event {
             Event::Scalar(value, style, anchor, tag) => {
                 let node = resolve_scalar(&value, style, tag.as_deref().map(|t| (t.handle.as_str(), t.suffix.as_str())))
                     .map_err(|m| error_at(&span, m))?;
-                self.remember(anchor, &node);
-                Ok(node)
+                cost.bytes = value.len();
+                self.remember(anchor, &node, cost, &span)?;
+                Ok((node, cost))
             }
             Event::SequenceStart(anchor, _) => {
+                self.enter(&span)?;
                 let mut items = Vec::new();
-                loop {
-                    if matches!(self.events.get(self.at), Some((Event::SequenceEnd, _))) {
-                        self.at += 1;
-                        break;
-                    }
-                    items.push(self.node()?);
+                while !self.at_end(|e| matches!(e, Event::SequenceEnd))? {
+                    let (item, item_cost) = self.node()?;
+                    cost.add(item_cost);
+                    items.push(item);
                 }
+                self.depth -= 1;
                 let node = Node::Seq(items);
-                self.remember(anchor, &node);
-                Ok(node)
+                self.remember(anchor, &node, cost, &span)?;
+                Ok((node, cost))
             }
             Event::MappingStart(anchor, _) => {
-                let mut map = Mapping::new();
+                self.enter(&span)?;
+                let mut map = KeyedMapping::default();
                 let mut merges = Vec::new();
-                loop {
-                    if matches!(self.events.get(self.at), Some((Event::MappingEnd, _))) {
-                        self.at += 1;
-                        break;
-                    }
+                while !self.at_end(|e| matches!(e, Event::MappingEnd))? {
                     let key_is_merge = matches!(
-                        self.events.get(self.at),
-                        Some((Event::Scalar(value, ScalarStyle::Plain, _, None), _)) if value.as_ref() == "<<"
+                        self.events.peek(),
+                        Some(Ok((Event::Scalar(value, ScalarStyle::Plain, _, None), _))) if value.as_ref() == "<<"
                     );
-                    let key = self.node()?;
-                    let value = self.node()?;
+                    let (key, key_cost) = self.node()?;
+                    let (value, value_cost) = self.node()?;
+                    cost.add(key_cost);
+                    cost.add(value_cost);
                     if key_is_merge {
                         merges.push(value);
                     } else {
                         map.set(key, value);
                     }
                 }
+                self.depth -= 1;
                 // `<<: *base` merges keys not set explicitly (PyYAML's SafeLoader does this).
                 for merged in merges {
                     let sources = match merged {
@@ -131,44 +237,101 @@ impl<'a> Builder<'a> {
                     };
                     for source in sources {
                         for (k, v) in source.0 {
-                            if !map.0.iter().any(|(existing, _)| *existing == k) {
-                                map.0.push((k, v));
-                            }
+                            map.insert_if_absent(k, v);
                         }
                     }
                 }
-                let node = Node::Map(map);
-                self.remember(anchor, &node);
-                Ok(node)
+                let node = Node::Map(map.mapping);
+                self.remember(anchor, &node, cost, &span)?;
+                Ok((node, cost))
             }
             Event::Alias(anchor) => {
-                let node = self
+                let (node, cost) = self
                     .anchors
-                    .iter()
-                    .rev()
-                    .find(|(id, _)| *id == anchor)
-                    .map(|(_, node)| node.clone())
+                    .get(&anchor)
+                    .map(|(node, cost)| (node, *cost))
                     .ok_or_else(|| error_at(&span, "an alias names an anchor that was not defined"))?;
-                self.spend(&span, count_nodes(&node))?;
-                Ok(node)
+                // The alias event itself was charged one node above.
+                let copy = Cost { nodes: cost.nodes.saturating_sub(1), bytes: cost.bytes };
+                let node = node.clone();
+                self.spend_copy(&span, copy)?;
+                Ok((node, cost))
             }
             other => Err(error_at(&span, format!("unexpected YAML structure ({other:?})"))),
         }
     }
 
-    fn remember(&mut self, anchor: usize, node: &Node) {
+    fn remember(&mut self, anchor: usize, node: &Node, cost: Cost, span: &Span) -> Result<(), YamlError> {
         if anchor != 0 {
-            self.anchors.push((anchor, node.clone()));
+            // Keeping a copy costs what it holds (nested anchors would otherwise copy a subtree
+            // once per level).
+            self.spend_copy(span, cost)?;
+            self.anchors.insert(anchor, (node.clone(), cost));
+        }
+        Ok(())
+    }
+}
+
+/// A mapping under construction with an index of its scalar keys, so that setting a key is
+/// O(1) instead of a scan of the keys so far (80,000 keys took seconds that way).
+#[derive(Default)]
+struct KeyedMapping {
+    mapping: Mapping,
+    /// Hash of a scalar key → its position (the first key with that hash).
+    index: HashMap<u64, usize>,
+}
+
+impl KeyedMapping {
+    /// The position of `key`, if present.
+    fn find(&self, key: &Node) -> Option<usize> {
+        let Some(hash) = scalar_key_hash(key) else {
+            return self.mapping.0.iter().position(|(k, _)| k == key);
+        };
+        let &first = self.index.get(&hash)?;
+        if self.mapping.0[first].0 == *key {
+            Some(first)
+        } else {
+            // A hash collision: fall back to a scan (correct, and rare).
+            self.mapping.0.iter().position(|(k, _)| k == key)
+        }
+    }
+
+    fn push(&mut self, key: Node, value: Node) {
+        if let Some(hash) = scalar_key_hash(&key) {
+            self.index.entry(hash).or_insert(self.mapping.0.len());
+        }
+        self.mapping.0.push((key, value));
+    }
+
+    /// Sets `key`; a repeated key keeps its first position and its last value (a Python dict).
+    fn set(&mut self, key: Node, value: Node) {
+        match self.find(&key) {
+            Some(at) => self.mapping.0[at].1 = value,
+            None => self.push(key, value),
+        }
+    }
+
+    fn insert_if_absent(&mut self, key: Node, value: Node) {
+        if self.find(&key).is_none() {
+            self.push(key, value);
         }
     }
 }
 
-fn count_nodes(node: &Node) -> usize {
-    match node {
-        Node::Seq(items) => 1 + items.iter().map(count_nodes).sum::<usize>(),
-        Node::Map(map) => 1 + map.0.iter().map(|(k, v)| count_nodes(k) + count_nodes(v)).sum::<usize>(),
-        _ => 1,
+/// A hash of a scalar key (kind and value); `None` for collections.
+fn scalar_key_hash(key: &Node) -> Option<u64> {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    match key {
+        Node::Null => 0u8.hash(&mut hasher),
+        Node::Bool(b) => (1u8, b).hash(&mut hasher),
+        Node::Int(i) => (2u8, i).hash(&mut hasher),
+        // 0.0 and -0.0 are the same key (they compare equal).
+        Node::Float(f) => (3u8, if *f == 0.0 { 0 } else { f.to_bits() }).hash(&mut hasher),
+        Node::Str(s) => (4u8, s).hash(&mut hasher),
+        Node::Timestamp(s) => (5u8, s).hash(&mut hasher),
+        Node::Seq(_) | Node::Map(_) => return None,
     }
+    Some(hasher.finish())
 }
 
 #[cfg(test)]
