@@ -19,6 +19,14 @@ use serde_json::Value;
 
 use super::folder::{CHAT_TEMPLATE_JINJA, TOKENIZER_CONFIG, TOKENIZER_JSON};
 
+/// Most instructions (and bytes of values, see minijinja's fuel) one render of a chat template
+/// may use; the Phi-3 template needs about 40 per message.
+pub const TEMPLATE_FUEL: u64 = 20_000_000;
+/// Most nested calls, loops and includes in one render.
+pub const TEMPLATE_RECURSION: usize = 100;
+/// Most bytes a rendered prompt may have (a 128 K-token context is under 1 MB of text).
+pub const TEMPLATE_OUTPUT_LIMIT: usize = 4 << 20;
+
 /// Used only when a model folder carries no chat template: Phi-3's published format.
 pub const PHI3_FALLBACK_TEMPLATE: &str = "{% for message in messages %}<|{{ message['role'] }}|>\n{{ message['content'] }}<|end|>\n{% endfor %}{% if add_generation_prompt %}<|assistant|>\n{% else %}{{ eos_token }}{% endif %}";
 
@@ -30,6 +38,10 @@ pub enum TokenizerError {
     Config { path: String, message: String },
     #[error("the chat template could not be rendered: {0}")]
     Template(String),
+    #[error(
+        "the prompt is {bytes} bytes, which is at least {min_tokens} tokens: far beyond the model's context of {limit} tokens, so it was not tokenised"
+    )]
+    PromptTooLong { bytes: usize, min_tokens: usize, limit: usize },
     #[error("encoding failed: {0}")]
     Encode(String),
 }
@@ -65,6 +77,10 @@ pub struct PromptTokenizer {
     /// id → (piece bytes as genai streams them, is special)
     pieces: Vec<Option<(Vec<u8>, bool)>>,
     spm_style: bool,
+    /// The most input bytes one token can stand for (so `bytes / longest` tokens at least).
+    longest_token_bytes: usize,
+    /// Texts that cannot fit this many tokens are refused before encoding.
+    token_limit: Option<usize>,
 }
 
 impl std::fmt::Debug for PromptTokenizer {
@@ -83,30 +99,23 @@ fn token_text(value: Option<&Value>) -> Option<String> {
 
 impl PromptTokenizer {
     pub fn load(dir: &Path) -> Result<Self, TokenizerError> {
+        use crate::fsio;
         let tokenizer_path = dir.join(TOKENIZER_JSON);
-        let tokenizer = tokenizers::Tokenizer::from_file(&tokenizer_path).map_err(|e| TokenizerError::Load {
-            path: tokenizer_path.display().to_string(),
-            message: e.to_string(),
-        })?;
+        let load_error = |message: String| TokenizerError::Load { path: tokenizer_path.display().to_string(), message };
+        let bytes = fsio::read_bytes(&tokenizer_path, fsio::TOKENIZER_LIMIT).map_err(|e| load_error(e.to_string()))?;
+        let tokenizer = tokenizers::Tokenizer::from_bytes(&bytes).map_err(|e| load_error(e.to_string()))?;
+        drop(bytes);
+        let config_error = |path: &Path, message: String| TokenizerError::Config { path: path.display().to_string(), message };
         let config_path = dir.join(TOKENIZER_CONFIG);
-        let config: Value = if config_path.is_file() {
-            let text = std::fs::read_to_string(&config_path).map_err(|e| TokenizerError::Config {
-                path: config_path.display().to_string(),
-                message: e.to_string(),
-            })?;
-            serde_json::from_str(text.trim_start_matches('\u{feff}')).map_err(|e| TokenizerError::Config {
-                path: config_path.display().to_string(),
-                message: format!("not valid JSON: {e}"),
-            })?
-        } else {
-            Value::Null
+        let config: Value = match fsio::read_text_if_present(&config_path, fsio::CONFIG_LIMIT) {
+            Ok(Some(text)) => serde_json::from_str(text.trim_start_matches('\u{feff}'))
+                .map_err(|e| config_error(&config_path, format!("not valid JSON: {e}")))?,
+            Ok(None) => Value::Null,
+            Err(e) => return Err(config_error(&config_path, e.to_string())),
         };
         let jinja_path = dir.join(CHAT_TEMPLATE_JINJA);
-        let (template, template_source) = if jinja_path.is_file() {
-            let text = std::fs::read_to_string(&jinja_path).map_err(|e| TokenizerError::Config {
-                path: jinja_path.display().to_string(),
-                message: e.to_string(),
-            })?;
+        let jinja = fsio::read_text_if_present(&jinja_path, fsio::TEMPLATE_LIMIT).map_err(|e| config_error(&jinja_path, e.to_string()))?;
+        let (template, template_source) = if let Some(text) = jinja {
             (text, TemplateSource::ChatTemplateJinja)
         } else {
             match config.get("chat_template") {
@@ -125,12 +134,28 @@ impl PromptTokenizer {
         let bos_token = token_text(config.get("bos_token")).unwrap_or_else(|| "<s>".into());
         let eos_token = token_text(config.get("eos_token")).unwrap_or_else(|| "<|endoftext|>".into());
         let (pieces, spm_style) = stream_pieces(&tokenizer);
-        Ok(Self { tokenizer, template, template_source, bos_token, eos_token, pieces, spm_style })
+        let longest_token_bytes = longest_token_bytes(&tokenizer);
+        Ok(Self { tokenizer, template, template_source, bos_token, eos_token, pieces, spm_style, longest_token_bytes, token_limit: None })
     }
 
-    /// Renders a conversation with the model's chat template.
+    /// Refuse, before encoding, any text that cannot fit in `tokens` (the model's context):
+    /// tokenising megabytes only to find they do not fit would stall the caller.
+    pub fn limit_prompt_tokens(&mut self, tokens: usize) {
+        self.token_limit = Some(tokens);
+    }
+
+    /// The fewest tokens `text` can encode to.
+    pub fn min_tokens(&self, text: &str) -> usize {
+        text.len().div_ceil(self.longest_token_bytes.max(1))
+    }
+
+    /// Renders a conversation with the model's chat template, within [`TEMPLATE_FUEL`],
+    /// [`TEMPLATE_RECURSION`] and [`TEMPLATE_OUTPUT_LIMIT`]: a template that loops forever or
+    /// renders a flood fails fast with "chat template … exceeded …".
     pub fn apply_chat_template(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<String, TokenizerError> {
         let mut env = minijinja::Environment::new();
+        env.set_fuel(Some(TEMPLATE_FUEL));
+        env.set_recursion_limit(TEMPLATE_RECURSION);
         // Hugging Face renders chat templates with trim_blocks and lstrip_blocks on.
         let syntax = env
             .syntax()
@@ -146,18 +171,39 @@ impl PromptTokenizer {
         });
         env.add_template("chat", &self.template).map_err(|e| TokenizerError::Template(e.to_string()))?;
         let template = env.get_template("chat").map_err(|e| TokenizerError::Template(e.to_string()))?;
-        template
-            .render(minijinja::context! {
-                messages => minijinja::Value::from(minijinja::value::Serde(messages)),
-                add_generation_prompt => add_generation_prompt,
-                bos_token => &self.bos_token,
-                eos_token => &self.eos_token,
-            })
-            .map_err(|e| TokenizerError::Template(e.to_string()))
+        let mut output = BoundedOutput { bytes: Vec::new(), limit: TEMPLATE_OUTPUT_LIMIT, overflowed: false };
+        let context = minijinja::context! {
+            messages => minijinja::Value::from(minijinja::value::Serde(messages)),
+            add_generation_prompt => add_generation_prompt,
+            bos_token => &self.bos_token,
+            eos_token => &self.eos_token,
+        };
+        let rendered = template.render_captured_to(context, &mut output);
+        let overflowed = output.overflowed;
+        rendered.map_err(|e| {
+            let what = if overflowed {
+                format!("chat template exceeded the {TEMPLATE_OUTPUT_LIMIT}-byte limit on a rendered prompt")
+            } else if e.kind() == minijinja::ErrorKind::OutOfFuel {
+                format!("chat template exceeded its budget of {TEMPLATE_FUEL} steps (does it loop forever?)")
+            } else if e.to_string().contains("recursion") {
+                format!("chat template exceeded the nesting limit of {TEMPLATE_RECURSION}: {e}")
+            } else {
+                e.to_string()
+            };
+            TokenizerError::Template(what)
+        })?;
+        String::from_utf8(output.bytes).map_err(|e| TokenizerError::Template(format!("the template rendered invalid UTF-8: {e}")))
     }
 
-    /// Token ids of `text`, with no special tokens added.
+    /// Token ids of `text`, with no special tokens added. A text that cannot fit the limit set
+    /// by [`Self::limit_prompt_tokens`] is refused without encoding it.
     pub fn encode(&self, text: &str) -> Result<Vec<i64>, TokenizerError> {
+        if let Some(limit) = self.token_limit {
+            let min_tokens = self.min_tokens(text);
+            if min_tokens > limit {
+                return Err(TokenizerError::PromptTooLong { bytes: text.len(), min_tokens, limit });
+            }
+        }
         let encoding = self.tokenizer.encode(text, false).map_err(|e| TokenizerError::Encode(e.to_string()))?;
         Ok(encoding.get_ids().iter().map(|&id| i64::from(id)).collect())
     }
@@ -205,6 +251,36 @@ fn stream_pieces(tokenizer: &tokenizers::Tokenizer) -> (Vec<Option<(Vec<u8>, boo
         *slot = Some((bytes, false));
     }
     (pieces, byte_tokens == 256)
+}
+
+/// The most input bytes one token can cover: the longest vocabulary piece (SentencePiece's `▁`
+/// counts as the one space it stands for) or added token.
+fn longest_token_bytes(tokenizer: &tokenizers::Tokenizer) -> usize {
+    let pieces = tokenizer.get_vocab(true).into_keys().map(|piece| piece.replace('\u{2581}', " ").len());
+    let added = tokenizer.get_added_tokens_decoder().into_values().map(|token| token.content.len());
+    pieces.chain(added).max().unwrap_or(1).max(1)
+}
+
+/// A writer that refuses to grow past `limit` bytes (a template rendering a flood).
+struct BoundedOutput {
+    bytes: Vec<u8>,
+    limit: usize,
+    overflowed: bool,
+}
+
+impl std::io::Write for BoundedOutput {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        if self.bytes.len().saturating_add(data.len()) > self.limit {
+            self.overflowed = true;
+            return Err(std::io::Error::other("the rendered prompt is too large"));
+        }
+        self.bytes.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 fn parse_byte_token(piece: &str) -> Option<u8> {
