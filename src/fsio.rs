@@ -41,12 +41,21 @@ pub enum ReadError {
     Missing { path: PathBuf },
     #[error("{path} is {kind}, not a regular file")]
     NotAFile { path: PathBuf, kind: &'static str },
-    #[error("{path} is {} but files of this kind may be at most {} ({limit} bytes)", human_bytes(*size), human_bytes(*limit))]
+    #[error("{path} is {}; files of this kind may be at most {}", human_bytes(*size), limit_text(*limit))]
     TooLarge { path: PathBuf, size: u64, limit: u64 },
     #[error("{path} is not UTF-8 text: invalid byte 0x{byte:02X} at offset {offset}")]
     NotUtf8 { path: PathBuf, offset: usize, byte: u8 },
-    #[error("cannot read {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    #[error("cannot read {path}: {error}")]
+    Io { path: PathBuf, error: std::io::Error },
+}
+
+/// A limit as people write it: `16 MiB`, `512 KiB`, or bytes.
+fn limit_text(limit: u64) -> String {
+    match limit {
+        l if l >= 1 << 20 && l % (1 << 20) == 0 => format!("{} MiB", l >> 20),
+        l if l >= 1 << 10 && l % (1 << 10) == 0 => format!("{} KiB", l >> 10),
+        l => format!("{l} bytes"),
+    }
 }
 
 impl ReadError {
@@ -103,7 +112,7 @@ pub fn open_regular(path: &Path) -> Result<File, ReadError> {
         if source.kind() == std::io::ErrorKind::NotFound {
             ReadError::Missing { path: path.to_path_buf() }
         } else {
-            ReadError::Io { path: path.to_path_buf(), source }
+            ReadError::Io { path: path.to_path_buf(), error: source }
         }
     };
     let mut options = std::fs::OpenOptions::new();
@@ -140,7 +149,7 @@ pub fn read_bytes(path: &Path, limit: u64) -> Result<Vec<u8>, ReadError> {
     let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
     file.take(limit.saturating_add(1))
         .read_to_end(&mut bytes)
-        .map_err(|source| ReadError::Io { path: path.to_path_buf(), source })?;
+        .map_err(|error| ReadError::Io { path: path.to_path_buf(), error })?;
     let read = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
     if read > limit {
         return Err(ReadError::TooLarge { path: path.to_path_buf(), size: read, limit });

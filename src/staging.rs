@@ -71,6 +71,8 @@ impl Staging {
     /// Creates `.modeldesk-<kind>-<pid>-<random>` in `parent` and records it in the journal.
     pub fn new_in(parent: &Path, kind: &str) -> io::Result<Self> {
         let prefix = own_prefix(kind);
+        // Recorded before the folder exists, so a kill in between leaves nothing unrecorded.
+        let marker = record(parent, &prefix);
         let mut builder = tempfile::Builder::new();
         builder.prefix(&prefix);
         #[cfg(unix)]
@@ -79,8 +81,15 @@ impl Staging {
             // 0777 before the umask, as `mkdir` does: the package is meant to be shared.
             builder.permissions(std::fs::Permissions::from_mode(0o777));
         }
-        let dir = builder.tempdir_in(parent)?;
-        let marker = record(dir.path());
+        let dir = match builder.tempdir_in(parent) {
+            Ok(dir) => dir,
+            Err(error) => {
+                if let Some(marker) = marker {
+                    let _ = std::fs::remove_file(marker);
+                }
+                return Err(error);
+            }
+        };
         Ok(Self { dir: Some(dir), marker })
     }
 
@@ -132,13 +141,36 @@ pub fn sync_dir(dir: &Path) {
     let _ = dir;
 }
 
-fn record(staging: &Path) -> Option<PathBuf> {
+/// Writes a journal marker: the name prefix on the first line, the folder it is used in after.
+fn record(parent: &Path, prefix: &str) -> Option<PathBuf> {
     let journal = JOURNAL.lock().ok()?.clone()?;
-    let absolute = std::path::absolute(staging).ok()?;
+    let absolute = std::path::absolute(parent).ok()?;
     let number = NEXT_MARKER.fetch_add(1, Ordering::Relaxed);
     let marker = journal.join(format!("{}-{number}{MARKER_SUFFIX}", std::process::id()));
-    std::fs::write(&marker, absolute.as_os_str().as_encoded_bytes()).ok()?;
+    let mut content = format!("{prefix}\n").into_bytes();
+    content.extend_from_slice(absolute.as_os_str().as_encoded_bytes());
+    std::fs::write(&marker, content).ok()?;
     Some(marker)
+}
+
+/// Removes the entries of `parent` named with `prefix` (a dead process's staging folders).
+fn remove_with_prefix(parent: &Path, prefix: &str, pid: u32, removed: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(parent) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.starts_with(prefix) || owner_pid(&name) != Some(pid) {
+            continue;
+        }
+        let path = entry.path();
+        let gone = match entry.file_type() {
+            Ok(kind) if kind.is_dir() => std::fs::remove_dir_all(&path).is_ok(),
+            Ok(_) => std::fs::remove_file(&path).is_ok(),
+            Err(_) => false,
+        };
+        if gone {
+            removed.push(path);
+        }
+    }
 }
 
 /// Call once at start (the CLI does, the GUI should): journals this process's staging folders
@@ -165,12 +197,14 @@ pub fn recover_at_start(data_dir: &Path) -> Vec<PathBuf> {
             continue;
         }
         if let Ok(bytes) = crate::fsio::read_bytes(&entry.path(), 64 << 10) {
-            // SAFETY-free: the bytes were written from an OsStr by this program on this platform.
-            let target = PathBuf::from(unsafe { std::ffi::OsString::from_encoded_bytes_unchecked(bytes) });
-            // Only ever remove what carries our name and that process's id.
-            let ours = target.file_name().and_then(|n| n.to_str()).and_then(owner_pid) == Some(pid);
-            if ours && target.symlink_metadata().is_ok_and(|m| m.is_dir()) && std::fs::remove_dir_all(&target).is_ok() {
-                removed.push(target);
+            if let Some(split) = bytes.iter().position(|b| *b == b'\n') {
+                let prefix = String::from_utf8_lossy(&bytes[..split]).into_owned();
+                // SAFETY: the bytes were written from an OsStr by this program on this platform.
+                let parent = PathBuf::from(unsafe { std::ffi::OsString::from_encoded_bytes_unchecked(bytes[split + 1..].to_vec()) });
+                // Only ever remove what carries our name and that process's id.
+                if owner_pid(&format!("{prefix}x")) == Some(pid) {
+                    remove_with_prefix(&parent, &prefix, pid, &mut removed);
+                }
             }
         }
         let _ = std::fs::remove_file(entry.path());
@@ -225,33 +259,39 @@ mod tests {
         let journal = home.path().join("staging");
         std::fs::create_dir_all(&journal).unwrap();
         let dead = dead_pid();
-        let stale = work.path().join(format!(".modeldesk-export-{dead}-abc"));
+        let prefix = format!(".modeldesk-export-{dead}-");
+        let stale = work.path().join(format!("{prefix}abc"));
         std::fs::create_dir_all(stale.join("model")).unwrap();
-        std::fs::write(journal.join(format!("{dead}-0.staging")), stale.as_os_str().as_encoded_bytes()).unwrap();
-        // A marker naming a folder without our name is dropped, the folder kept.
+        let marker = |prefix: &str| [format!("{prefix}\n").as_bytes(), work.path().as_os_str().as_encoded_bytes()].concat();
+        std::fs::write(journal.join(format!("{dead}-0.staging")), marker(&prefix)).unwrap();
+        // A marker whose prefix is not ours (or another process's) removes nothing.
         let foreign = work.path().join("precious");
         std::fs::create_dir(&foreign).unwrap();
-        std::fs::write(journal.join(format!("{dead}-1.staging")), foreign.as_os_str().as_encoded_bytes()).unwrap();
+        std::fs::write(journal.join(format!("{dead}-1.staging")), marker("precious")).unwrap();
+        let live = work.path().join(format!("{}keep", own_prefix("export")));
+        std::fs::create_dir(&live).unwrap();
+        std::fs::write(journal.join(format!("{dead}-2.staging")), marker(&own_prefix("export"))).unwrap();
         let removed = recover_at_start(home.path());
         assert_eq!(removed, vec![stale.clone()]);
-        assert!(!stale.exists() && foreign.is_dir());
-        assert!(!journal.join(format!("{dead}-0.staging")).exists() && !journal.join(format!("{dead}-1.staging")).exists());
+        assert!(!stale.exists() && foreign.is_dir() && live.is_dir());
+        std::fs::remove_dir(&live).unwrap();
+        assert!((0..3).all(|n| !journal.join(format!("{dead}-{n}.staging")).exists()));
 
         // This process's own staging is journaled while it lives and forgotten after (other
         // tests may journal their own folders meanwhile, so look for this one's marker).
         let staging = Staging::new_in(work.path(), "export").unwrap();
         let path = staging.path().to_path_buf();
-        let markers_naming = |path: &Path| {
+        let markers_naming = |parent: &Path| {
             std::fs::read_dir(&journal)
                 .unwrap()
-                .filter(|e| std::fs::read(e.as_ref().unwrap().path()).unwrap() == path.as_os_str().as_encoded_bytes())
+                .filter(|e| std::fs::read(e.as_ref().unwrap().path()).unwrap().ends_with(parent.as_os_str().as_encoded_bytes()))
                 .count()
         };
-        assert_eq!(markers_naming(&path), 1);
+        assert_eq!(markers_naming(work.path()), 1);
         assert!(recover_at_start(home.path()).is_empty() && path.is_dir(), "a live process's folder stays");
         drop(staging);
         assert!(!path.exists());
-        assert_eq!(markers_naming(&path), 0);
+        assert_eq!(markers_naming(work.path()), 0);
 
         let temp = work.path().join(format!(".modeldesk-save-{dead}-x.tmp"));
         std::fs::write(&temp, "half").unwrap();

@@ -15,8 +15,8 @@ pub enum ConfigError {
     Read { path: String, source: std::io::Error },
     #[error(transparent)]
     File(#[from] crate::fsio::ReadError),
-    #[error("{path} is not valid JSON: {source}")]
-    Json { path: String, source: serde_json::Error },
+    #[error("{path} is not valid JSON: {error}")]
+    Json { path: String, error: serde_json::Error },
     #[error("{path}: `{key}` {problem}")]
     Invalid { path: String, key: String, problem: String },
 }
@@ -252,7 +252,7 @@ impl GenaiConfig {
     /// Parses the text of a `genai_config.json`; `origin` names it in messages.
     pub fn parse(text: &str, origin: &str) -> Result<LoadedConfig, ConfigError> {
         let raw: Value = serde_json::from_str(text.trim_start_matches('\u{feff}'))
-            .map_err(|source| ConfigError::Json { path: origin.to_owned(), source })?;
+            .map_err(|error| ConfigError::Json { path: origin.to_owned(), error })?;
         let mut warnings = Vec::new();
         collect_unknown_keys(&raw, "", &mut warnings);
         let config: GenaiConfig = serde_path_to_error::deserialize(&raw).map_err(|e| {

@@ -21,7 +21,7 @@ use super::folder::{CHAT_TEMPLATE_JINJA, TOKENIZER_CONFIG, TOKENIZER_JSON};
 
 /// Most instructions (and bytes of values, see minijinja's fuel) one render of a chat template
 /// may use; the Phi-3 template needs about 40 per message.
-pub const TEMPLATE_FUEL: u64 = 20_000_000;
+pub const TEMPLATE_FUEL: u64 = 3_000_000;
 /// Most nested calls, loops and includes in one render.
 pub const TEMPLATE_RECURSION: usize = 100;
 /// Most bytes a rendered prompt may have (a 128 K-token context is under 1 MB of text).
@@ -441,6 +441,40 @@ mod tests {
         let mut stream = tokenizer.stream();
         let parts: Vec<String> = smile.iter().map(|&id| stream.push(id)).collect();
         assert_eq!(parts, vec!["", "", "", "😀"]);
+    }
+
+    #[test]
+    fn long_conversations_render_and_runaway_templates_stop() {
+        let tokenizer = fixture();
+        // A conversation of about 1 MB (beyond any Phi context) still renders within the fuel.
+        let long: Vec<ChatMessage> = (0..200).map(|i| ChatMessage::new(if i % 2 == 0 { "user" } else { "assistant" }, &"word ".repeat(1000))).collect();
+        assert!(tokenizer.apply_chat_template(&long, true).unwrap().len() > 1_000_000);
+        let mut looping = fixture();
+        looping.template = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}".into();
+        let error = looping.apply_chat_template(&long[..1], true).unwrap_err().to_string();
+        assert!(error.contains("chat template exceeded its budget"), "{error}");
+        let mut flood = fixture();
+        flood.template = "{% for i in range(100000) %}{{ 'x' * 100 }}{% endfor %}".into();
+        let error = flood.apply_chat_template(&long[..1], true).unwrap_err().to_string();
+        assert!(error.contains("chat template exceeded the 4194304-byte limit"), "{error}");
+        let mut deep = fixture();
+        deep.template = "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}".into();
+        let error = deep.apply_chat_template(&long[..1], true).unwrap_err().to_string();
+        assert!(error.contains("chat template exceeded the nesting limit"), "{error}");
+    }
+
+    #[test]
+    fn prompts_that_cannot_fit_are_refused_before_encoding() {
+        let mut tokenizer = fixture();
+        let text = "word ".repeat(20_000);
+        assert!(tokenizer.encode(&text).unwrap().len() > 512);
+        tokenizer.limit_prompt_tokens(512);
+        let error = tokenizer.encode(&text).unwrap_err();
+        assert!(matches!(error, TokenizerError::PromptTooLong { limit: 512, .. }), "{error}");
+        // The bound is a true lower bound: what fits is never refused.
+        let fits = "word ".repeat(50);
+        assert_eq!(tokenizer.encode(&fits).unwrap().len(), fixture().encode(&fits).unwrap().len());
+        assert!(tokenizer.min_tokens(&fits) <= fixture().encode(&fits).unwrap().len());
     }
 
     #[test]

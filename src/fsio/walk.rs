@@ -35,8 +35,8 @@ pub enum WalkError {
     Special { path: PathBuf, kind: &'static str },
     #[error("{root} holds more than {limit} files and folders (counting what links lead to); this is not a model folder")]
     TooMany { root: PathBuf, limit: usize },
-    #[error("cannot read {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    #[error("cannot read {path}: {error}")]
+    Io { path: PathBuf, error: std::io::Error },
 }
 
 impl WalkError {
@@ -82,7 +82,7 @@ impl Tree {
 /// Walks `root`. A root that cannot be read at all, or a tree over [`MAX_ENTRIES`], is an error;
 /// bad entries inside are collected in [`Tree::problems`] and the walk goes on.
 pub fn walk(root: &Path) -> Result<Tree, WalkError> {
-    let real_root = std::fs::canonicalize(root).map_err(|source| WalkError::Io { path: root.to_path_buf(), source })?;
+    let real_root = std::fs::canonicalize(root).map_err(|error| WalkError::Io { path: root.to_path_buf(), error })?;
     let mut tree = Tree::default();
     // Folders reached through a link: what is below them may be outside the root.
     let mut linked_dirs: HashSet<PathBuf> = HashSet::new();
@@ -128,8 +128,8 @@ pub fn walk(root: &Path) -> Result<Tree, WalkError> {
             match std::fs::canonicalize(entry.path()) {
                 Ok(real) if !real.starts_with(&real_root) => Some(real),
                 Ok(_) => None,
-                Err(source) => {
-                    tree.problems.push(WalkError::Io { path: entry.path().to_path_buf(), source });
+                Err(error) => {
+                    tree.problems.push(WalkError::Io { path: entry.path().to_path_buf(), error });
                     continue;
                 }
             }
@@ -156,8 +156,8 @@ fn entry_error(error: walkdir::Error, root: &Path) -> WalkError {
         }
         // A link that resolves to itself, or a chain too long to resolve, is a loop too.
         Some(source) if is_link_loop(&source) => WalkError::Loop { ancestor: path.clone(), path },
-        Some(source) => WalkError::Io { path, source },
-        None => WalkError::Io { path, source: std::io::Error::other("unreadable entry") },
+        Some(error) => WalkError::Io { path, error },
+        None => WalkError::Io { path, error: std::io::Error::other("unreadable entry") },
     }
 }
 

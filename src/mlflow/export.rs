@@ -65,25 +65,25 @@ pub enum ExportError {
     Walk(#[from] WalkError),
     #[error(transparent)]
     Read(#[from] fsio::ReadError),
-    #[error("{path} cannot be stored in a zip file that unpacks safely everywhere: {source}")]
-    BadName { path: PathBuf, source: NameError },
+    #[error("{path} cannot be stored in a zip file that unpacks safely everywhere: {error}")]
+    BadName { path: PathBuf, error: NameError },
     #[error("{path} changed while it was being copied (it is now {now}, it was {before} bytes); export again when nothing writes to the folder")]
     Changed { path: PathBuf, before: u64, now: String },
-    #[error("{path}: no space left for the copy ({source}); nothing was kept, the source is untouched")]
-    NoSpace { path: PathBuf, source: io::Error },
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: io::Error },
+    #[error("{path}: no space left for the copy ({error}); nothing was kept, the source is untouched")]
+    NoSpace { path: PathBuf, error: io::Error },
+    #[error("{path}: {error}")]
+    Io { path: PathBuf, error: io::Error },
     #[error("writing the zip file failed: {0}")]
     Zip(String),
 }
 
 /// An I/O error at `path`, told apart when the disk (or the file system's size limit) is the cause.
 fn io_at(path: &Path) -> impl Fn(io::Error) -> ExportError + '_ {
-    move |source| {
-        if matches!(source.kind(), io::ErrorKind::StorageFull | io::ErrorKind::FileTooLarge | io::ErrorKind::QuotaExceeded) {
-            ExportError::NoSpace { path: path.to_path_buf(), source }
+    move |error| {
+        if matches!(error.kind(), io::ErrorKind::StorageFull | io::ErrorKind::FileTooLarge | io::ErrorKind::QuotaExceeded) {
+            ExportError::NoSpace { path: path.to_path_buf(), error }
         } else {
-            ExportError::Io { path: path.to_path_buf(), source }
+            ExportError::Io { path: path.to_path_buf(), error }
         }
     }
 }
@@ -232,7 +232,7 @@ pub fn export_with_summary(
     let entry_names = if zip {
         files
             .iter()
-            .map(|f| zip_entry_name(&f.relative).map_err(|source| ExportError::BadName { path: f.relative.clone(), source }))
+            .map(|f| zip_entry_name(&f.relative).map_err(|error| ExportError::BadName { path: f.relative.clone(), error }))
             .collect::<Result<Vec<_>, _>>()?
     } else {
         Vec::new()
@@ -265,7 +265,7 @@ pub fn export_with_summary(
 /// accepts that, but the package would only work on this machine): the same file with those
 /// paths made relative. `None` when nothing needs rewriting.
 fn mlmodel_with_relative_artifacts(source: &Path) -> Result<Option<String>, ExportError> {
-    let mut model = MlModel::load(source).map_err(|e| ExportError::Io { path: source.join(MLMODEL), source: io::Error::other(e.to_string()) })?;
+    let mut model = MlModel::load(source).map_err(|e| ExportError::Io { path: source.join(MLMODEL), error: io::Error::other(e.to_string()) })?;
     let Some(pyfunc) = model.python_function() else { return Ok(None) };
     let mut changed = false;
     for (name, path) in pyfunc.artifacts {

@@ -24,8 +24,8 @@ const LLM_KEYS: [&str; 3] = ["messages", "prompt", "input"];
 pub enum FileError {
     #[error("{path}: {message}")]
     Invalid { path: String, message: String },
-    #[error("cannot write {path}: {source}")]
-    Write { path: String, source: std::io::Error },
+    #[error("cannot write {path}: {error}")]
+    Write { path: String, error: std::io::Error },
 }
 
 /// An input example as MLflow stores it.
@@ -153,7 +153,7 @@ pub fn write_input_example(model: &mut MlModel, example: &InputExample) -> Resul
     let dir = model.dir().to_path_buf();
     let write = |name: &str, text: String| {
         let path = dir.join(name);
-        write_atomically(&path, text.as_bytes()).map_err(|source| FileError::Write { path: path.display().to_string(), source })
+        write_atomically(&path, text.as_bytes()).map_err(|error| FileError::Write { path: path.display().to_string(), error })
     };
     write(INPUT_EXAMPLE, example.file_text())?;
     let serving = serde_json::to_string_pretty(&example.serving_body()).unwrap_or_default();
@@ -215,7 +215,7 @@ impl PythonEnv {
             (CONDA, self.conda_text()),
         ] {
             let path = dir.join(name);
-            write_atomically(&path, text.as_bytes()).map_err(|source| FileError::Write { path: path.display().to_string(), source })?;
+            write_atomically(&path, text.as_bytes()).map_err(|error| FileError::Write { path: path.display().to_string(), error })?;
         }
         Ok(())
     }

@@ -19,14 +19,14 @@ pub enum MlModelError {
     Missing(PathBuf),
     #[error(transparent)]
     Read(#[from] crate::fsio::ReadError),
-    #[error("{path} is not valid YAML ({source})")]
-    Yaml { path: PathBuf, source: YamlError },
+    #[error("{path} is not valid YAML ({error})")]
+    Yaml { path: PathBuf, error: YamlError },
     #[error("{path} is empty; MLflow cannot load it")]
     Empty { path: PathBuf },
     #[error("{path} must hold a mapping of keys (flavors, signature, …), not {kind}")]
     NotAMapping { path: PathBuf, kind: &'static str },
-    #[error("cannot write {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    #[error("cannot write {path}: {error}")]
+    Write { path: PathBuf, error: std::io::Error },
 }
 
 /// A loaded MLmodel file.
@@ -90,7 +90,7 @@ impl MlModel {
     }
 
     pub fn parse(text: &str, path: &Path) -> Result<Self, MlModelError> {
-        let node = yaml::parse(text).map_err(|source| MlModelError::Yaml { path: path.to_path_buf(), source })?;
+        let node = yaml::parse(text).map_err(|error| MlModelError::Yaml { path: path.to_path_buf(), error })?;
         let root = match node {
             Node::Map(map) => map,
             Node::Null => return Err(MlModelError::Empty { path: path.to_path_buf() }),
@@ -290,7 +290,7 @@ impl MlModel {
         let text = self.to_text();
         // Temporary files of saves killed before their rename go first.
         crate::staging::remove_dead_temp_files(self.dir());
-        write_atomically(&self.path, text.as_bytes()).map_err(|source| MlModelError::Write { path: self.path.clone(), source })?;
+        write_atomically(&self.path, text.as_bytes()).map_err(|error| MlModelError::Write { path: self.path.clone(), error })?;
         self.original = Some(text);
         self.changed = false;
         Ok(true)

@@ -31,7 +31,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_bytes: 16 << 20, max_depth: 200, max_nodes: 1_000_000, max_alias_bytes: 16 << 20 }
+        Self { max_bytes: 16 << 20, max_depth: 200, max_nodes: 200_000, max_alias_bytes: 4 << 20 }
     }
 }
 
@@ -148,7 +148,7 @@ impl<'a> Builder<'a> {
             return Err(error_at(
                 span,
                 format!(
-                    "the document expands to more than {} values (refusing a possible \"billion laughs\" document)",
+                    "the document holds more than {} values once aliases are expanded (MLmodel files hold a few hundred; refusing a possible \"billion laughs\" document)",
                     self.limits.max_nodes
                 ),
             ));
