@@ -354,6 +354,12 @@ impl TextStream<'_> {
     fn push_incremental(&mut self, id: i64) -> String {
         let Ok(id) = u32::try_from(id) else { return String::new() };
         self.ids.push(id);
+        // A run of byte-fallback tokens decodes as one UTF-8 sequence (tokens that decode to
+        // nothing, such as special ones, do not interrupt it): a later byte can turn characters
+        // already complete into U+FFFD, so text waits for a token that ends the run.
+        if !self.ends_byte_run(id) {
+            return String::new();
+        }
         let text = self.decode_all();
         if text.ends_with('\u{FFFD}') {
             return String::new();
@@ -361,6 +367,12 @@ impl TextStream<'_> {
         let fresh = text.get(self.emitted..).unwrap_or_default().to_owned();
         self.emitted = text.len().max(self.emitted);
         fresh
+    }
+
+    /// Whether `id` is ordinary text: known, not special, not a `<0xHH>` byte token.
+    fn ends_byte_run(&self, id: u32) -> bool {
+        let special = usize::try_from(id).ok().and_then(|i| self.tokenizer.pieces.get(i)).and_then(Option::as_ref).is_none_or(|(_, special)| *special);
+        !special && self.tokenizer.tokenizer.id_to_token(id).is_some_and(|piece| parse_byte_token(&piece).is_none())
     }
 
     fn decode_all(&self) -> String {
@@ -438,9 +450,17 @@ mod tests {
         assert_eq!(chunks.concat(), text, "no glued words, nothing lost");
         assert!(chunks.iter().all(|c| !c.contains('\u{FFFD}')), "no partial characters: {chunks:?}");
         let smile: Vec<i64> = "😀".bytes().map(|b| i64::from(b) + 3).collect();
+        // Byte tokens wait for the run to end (a later byte could still invalidate it), here
+        // at the next word, so the chunks always add up to the whole decode.
+        let word = tokenizer.encode("hi").unwrap();
         let mut stream = tokenizer.stream();
-        let parts: Vec<String> = smile.iter().map(|&id| stream.push(id)).collect();
-        assert_eq!(parts, vec!["", "", "", "😀"]);
+        let parts: Vec<String> = smile.iter().chain(&word).map(|&id| stream.push(id)).collect();
+        assert_eq!(parts[..4], ["", "", "", ""]);
+        assert_eq!(parts.concat(), "😀 hi");
+        let mut stream = tokenizer.stream();
+        let mut parts: Vec<String> = smile.iter().map(|&id| stream.push(id)).collect();
+        parts.push(stream.finish());
+        assert_eq!(parts, vec!["", "", "", "", "😀"]);
     }
 
     #[test]

@@ -298,7 +298,8 @@ impl Emitter {
                 && self.column + (end - start) > BEST_WIDTH
                 && split
             {
-                let mut data: String = chars[start..end].iter().collect();
+                // Right after an escape `start` is past `end` (Python's slice is then empty).
+                let mut data: String = chars.get(start..end).map(|part| part.iter().collect()).unwrap_or_default();
                 data.push('\\');
                 if start < end {
                     start = end;
