@@ -14,22 +14,22 @@ pub struct BenchArgs {
     #[arg(long)]
     pub model: PathBuf,
     /// Prompt length in tokens.
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 128, value_parser = super::value::tokens)]
     pub prompt_tokens: usize,
     /// Tokens generated per run (end-of-sequence is suppressed so every run generates exactly this).
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 128, value_parser = super::value::tokens)]
     pub gen_tokens: usize,
     /// Measured runs, after one warm-up run.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = super::value::runs)]
     pub runs: usize,
     /// Intra-op threads (default: all physical cores).
-    #[arg(long)]
+    #[arg(long, value_parser = super::value::threads)]
     pub threads: Option<usize>,
     #[arg(long, value_enum, default_value_t = KvModeArg::Shared)]
     pub kv_mode: KvModeArg,
     /// The sequence limit (default: prompt + generated tokens). ModelDesk reserves KV memory as
     /// the sequence grows, whatever this is.
-    #[arg(long)]
+    #[arg(long, value_parser = super::value::tokens)]
     pub max_length: Option<usize>,
     #[arg(long)]
     pub json: bool,

@@ -35,18 +35,18 @@ pub struct GenerateArgs {
     #[arg(long, conflicts_with_all = ["user", "system"])]
     pub conversation: Option<PathBuf>,
     /// Most completion tokens.
-    #[arg(long)]
+    #[arg(long, value_parser = super::value::tokens)]
     pub max_tokens: Option<usize>,
     /// Most prompt + completion tokens (onnxruntime-genai's max_length).
-    #[arg(long)]
+    #[arg(long, value_parser = super::value::tokens)]
     pub max_length: Option<usize>,
-    #[arg(long)]
+    #[arg(long, value_parser = super::value::temperature)]
     pub temperature: Option<f32>,
-    #[arg(long)]
+    #[arg(long, value_parser = super::value::top_k)]
     pub top_k: Option<usize>,
-    #[arg(long)]
+    #[arg(long, value_parser = super::value::probability)]
     pub top_p: Option<f32>,
-    #[arg(long)]
+    #[arg(long, value_parser = super::value::penalty)]
     pub repetition_penalty: Option<f32>,
     /// Sample instead of taking the most likely token.
     #[arg(long)]
@@ -63,7 +63,7 @@ pub struct GenerateArgs {
     #[arg(long)]
     pub json: bool,
     /// Intra-op threads (default: all physical cores).
-    #[arg(long)]
+    #[arg(long, value_parser = super::value::threads)]
     pub threads: Option<usize>,
     /// Keep the KV cache in shared buffers (default) or grow the past each step.
     #[arg(long, value_enum, default_value_t = KvModeArg::Shared)]

@@ -163,7 +163,8 @@ impl Engine {
     pub fn load(runtime: &Runtime, path: &Path, settings: &DecoderSettings) -> Result<Self, EngineError> {
         let started = Instant::now();
         let folder = ModelFolder::open(path)?;
-        let tokenizer = PromptTokenizer::load(&folder.dir)?;
+        let mut tokenizer = PromptTokenizer::load(&folder.dir)?;
+        tokenizer.limit_prompt_tokens(folder.config.model.context_length);
         let decoder = Decoder::load(runtime, &folder, settings)?;
         let config = &folder.config;
         let facts = ModelFacts {

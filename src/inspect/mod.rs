@@ -69,7 +69,10 @@ pub fn check_folder(path: &Path) -> Report {
     let mut report = if is_mlflow || !path.join(folder::GENAI_CONFIG).is_file() {
         validate::validate_folder(path)
     } else {
-        Report::default()
+        // A plain Phi ONNX folder: every entry must still be a file or folder (links followed).
+        let mut report = Report::default();
+        validate::check_tree(path, &mut report);
+        report
     };
     if let Ok(onnx_dir) = folder::ModelFolder::locate(path) {
         let relative = onnx_dir.strip_prefix(path).map(|p| p.display().to_string()).unwrap_or_default();
@@ -78,6 +81,10 @@ pub fn check_folder(path: &Path) -> Report {
             Ok(found) => {
                 for warning in &found.warnings {
                     report.warning(&file(folder::GENAI_CONFIG), "", warning.clone());
+                }
+                for (path, problem) in found.check_contents() {
+                    let name = path.strip_prefix(&onnx_dir).map(|p| p.display().to_string()).unwrap_or_else(|_| path.display().to_string());
+                    report.error(&file(&name), "", problem);
                 }
                 if !onnx_dir.join(folder::TOKENIZER_CONFIG).is_file() {
                     report.warning(&file(folder::TOKENIZER_CONFIG), "", "is missing: no chat template, ModelDesk falls back to the Phi-3 format");
