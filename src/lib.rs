@@ -20,4 +20,5 @@ pub mod server;
 pub mod service;
 pub mod session;
 pub mod staging;
+pub mod transfer;
 pub mod ui;
