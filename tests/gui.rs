@@ -365,3 +365,60 @@ fn a_thousand_conversations_load_lazily_and_foreign_files_are_left_alone() {
     assert_eq!(std::fs::read(&junk).unwrap(), b"\x00\xffnot json");
     assert_eq!(std::fs::read(&foreign).unwrap(), b"{\"hello\": 1}");
 }
+
+/// One HTTP/1.1 request over a fresh connection; returns the status line and the body.
+fn http_post(url: &str, path: &str, body: &str) -> (String, String) {
+    use std::io::{Read as _, Write as _};
+    let address = url.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+    write!(stream, "POST {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}", body.len()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    (head.lines().next().unwrap_or_default().to_owned(), body.to_owned())
+}
+
+#[test]
+fn serving_shares_the_engine_with_the_window_and_logs_requests() {
+    let (_home, mut harness) = app_with(&support::tiny_phi3());
+    assert!(harness.query_by_label_contains("http://127.0.0.1").is_none());
+    harness.get_by_label("Load model").click();
+    step_until(&mut harness, "the model to load", |h| h.query_by_label("Unload").is_some());
+    harness.ctx.set_missing_glyph_policy(egui::epaint::text::MissingGlyphPolicy::Tofu);
+    // A free port, so parallel test runs do not collide on 8080.
+    harness.state_mut().state.persisted.serve.port = 0;
+    harness.get_by_label("Serve").click();
+    step_until(&mut harness, "the server to start", |h| h.state().state.serve.url().is_some());
+    let url = harness.state().state.serve.url().unwrap().to_owned();
+    assert!(harness.query_by_label(&format!("{url}/v1")).is_some(), "the OpenAI base URL is shown");
+    assert!(harness.query_by_label("Copy").is_some());
+
+    // A long request from another program holds the engine...
+    let long = serde_json::json!({"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1500, "ignore_eos": true}).to_string();
+    let client_url = url.clone();
+    let client = std::thread::spawn(move || http_post(&client_url, "/v1/chat/completions", &long));
+    step_until(&mut harness, "the request to run", |h| h.query_by_label("1 in flight · 0 queued").is_some());
+    // ...so a message typed in the window waits behind it in the same queue, then is answered.
+    send(&mut harness, "Hello there");
+    step_until(&mut harness, "the window's reply to queue", |h| h.query_by_label("1 in flight · 1 queued").is_some());
+    let (status, body) = client.join().unwrap();
+    assert!(status.contains("200"), "{status}: {body}");
+    let reply: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(reply["usage"]["completion_tokens"], 1500);
+    step_until(&mut harness, "the window's reply", |h| h.state().state.chat.streaming.is_none());
+    let conversation = harness.state().state.current_conversation().unwrap().clone();
+    assert_eq!(conversation.messages.last().unwrap().role, modeldesk::chat::Role::Assistant, "the window got its reply");
+
+    // The request log shows the request with its tokens and status.
+    step_until(&mut harness, "the request log", |h| h.query_by_label("POST /v1/chat/completions").is_some());
+    assert!(harness.query_by_label_contains("Server requests (1)").is_some());
+    assert!(harness.query_by_label("200").is_some());
+    assert!(harness.query_by_label_contains("→ 1500").is_some(), "prompt → completion tokens");
+
+    // Switching it off closes the port.
+    harness.get_by_label("Serve").click();
+    idle(&mut harness);
+    assert!(harness.state().state.serve.url().is_none());
+    assert!(std::net::TcpStream::connect(url.trim_start_matches("http://")).is_err(), "nothing listens any more");
+}

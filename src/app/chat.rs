@@ -1,9 +1,13 @@
-//! The engine as the chat sees it (the worker and the model session) and the chat itself:
+//! The engine as the chat sees it (the engine queue and the model session) and the chat itself:
 //! conversations, sending, streaming replies, stopping, regenerating and editing.
+//!
+//! The window's chat submits its replies to the same [`EngineQueue`] the local server uses, so
+//! both share one loaded model, one KV cache and one queue.
 
 use std::{
     collections::HashMap,
     path::{Path, PathBuf},
+    sync::mpsc::Receiver,
     time::{Duration, Instant},
 };
 
@@ -12,10 +16,8 @@ use poll_promise::Promise;
 use super::{AppState, RuntimeStatus};
 use crate::{
     chat::{Conversation, Listing, Message, ReplyStats, Role, Summary, WriteCommand, WriteEvent},
-    engine::{
-        ContextPolicy, DecoderSettings, GenerateOptions, Prompt,
-        worker::{Event, RequestHandle, Stopper, Worker},
-    },
+    engine::{ContextPolicy, DecoderSettings, GenerateOptions, Prompt},
+    engine_queue::{EngineQueue, QueueConfig, QueueCounts, QueueEvent, Request, RequestEvent, Ticket, channel_sink},
     service::Service,
     session::{self, ModelSession, SessionError, SessionStatus},
 };
@@ -24,11 +26,13 @@ use crate::{
 /// prompt or a setting does not write at every keystroke).
 const SAVE_DELAY: Duration = Duration::from_millis(500);
 
-/// The engine worker and the model it holds.
+/// The engine queue (the worker behind it) and the model it holds.
 #[derive(Default)]
 pub struct EngineState {
-    pub worker: Option<Worker>,
-    pub stopper: Option<Stopper>,
+    /// Started with the first load; shared with the local server.
+    pub queue: Option<EngineQueue>,
+    /// Requests generating and waiting, the window's and the server's together.
+    pub counts: QueueCounts,
     /// What is loaded (or loading), from where, with which defaults; `None` when unloaded.
     pub session: Option<ModelSession>,
     /// The package's `model_config`, read off the GUI thread when a model is loaded or saved.
@@ -46,7 +50,8 @@ impl EngineState {
 
 /// The reply being generated.
 pub struct Streaming {
-    pub request: RequestHandle,
+    pub ticket: Ticket,
+    events: Receiver<RequestEvent>,
     pub conversation: String,
     pub text: String,
     pub tokens: usize,
@@ -96,28 +101,28 @@ impl ChatState {
 impl AppState {
     // -- the model session -----------------------------------------------------------------
 
-    fn ensure_worker(&mut self) -> bool {
-        if self.engine.worker.is_some() {
+    fn ensure_queue(&mut self) -> bool {
+        if self.engine.queue.is_some() {
             return true;
         }
         let RuntimeStatus::Loaded(runtime) = self.runtime else {
             self.notify_error("ONNX Runtime is not loaded", None);
             return false;
         };
-        let worker = Worker::spawn(runtime, Box::new(self.waker()));
-        self.engine.stopper = Some(worker.stopper());
-        self.engine.worker = Some(worker);
+        self.engine.queue = Some(EngineQueue::spawn(runtime, QueueConfig::default(), Box::new(self.waker())));
         true
     }
 
     /// Loads the selected folder's model (on the worker) and its defaults (on a thread).
     pub fn load_model(&mut self) {
         let Some(path) = self.persisted.selected.clone() else { return };
-        if !self.ensure_worker() {
+        if !self.ensure_queue() {
             return;
         }
-        if let Some(worker) = &self.engine.worker {
-            worker.load(path.clone(), DecoderSettings::default());
+        // The server was started for the model being replaced (its defaults and scoring rules).
+        self.stop_serving();
+        if let Some(queue) = &self.engine.queue {
+            queue.load(path.clone(), DecoderSettings::default());
         }
         self.engine.session = Some(ModelSession::loading(path.clone()));
         self.engine.load_started = false;
@@ -139,8 +144,9 @@ impl AppState {
 
     pub fn unload_model(&mut self) {
         self.stop_reply();
-        if let Some(worker) = &self.engine.worker {
-            worker.unload();
+        self.stop_serving();
+        if let Some(queue) = &self.engine.queue {
+            queue.unload();
         }
         self.engine.session = None;
         self.engine.defaults_load = None;
@@ -373,10 +379,18 @@ impl AppState {
         let Some(session) = self.selected_session() else { return };
         let options = session.request_options(&overrides);
         let policy = self.chat.policy;
-        let Some(worker) = self.engine.worker.as_mut() else { return };
-        let request = worker.generate(Prompt::Chat(messages), options, policy);
+        let Some(queue) = self.engine.queue.as_ref() else { return };
+        let (sink, events) = channel_sink(Box::new(self.waker()));
+        let ticket = match queue.submit(Request { prompt: Prompt::Chat(messages), options, policy }, sink) {
+            Ok(ticket) => ticket,
+            Err(error) => {
+                self.notify_error("The reply could not start", Some(error.to_string()));
+                return;
+            }
+        };
         self.chat.streaming = Some(Streaming {
-            request,
+            ticket,
+            events,
             conversation: id,
             text: String::new(),
             tokens: 0,
@@ -390,7 +404,7 @@ impl AppState {
     /// Stops the reply being generated (Esc); the text so far is kept.
     pub fn stop_reply(&mut self) {
         if let Some(streaming) = &mut self.chat.streaming {
-            streaming.request.cancel();
+            streaming.ticket.cancel();
             streaming.stopping = true;
         }
     }
@@ -439,24 +453,31 @@ impl AppState {
                 (None, _) => {}
             }
         }
-        let events: Vec<Event> = match &self.engine.worker {
-            Some(worker) => std::iter::from_fn(|| worker.try_recv()).collect(),
+        let events: Vec<QueueEvent> = match &self.engine.queue {
+            Some(queue) => std::iter::from_fn(|| queue.try_recv()).collect(),
             None => Vec::new(),
         };
-        if !events.is_empty() {
+        let replies: Vec<RequestEvent> = match &self.chat.streaming {
+            Some(streaming) => streaming.events.try_iter().collect(),
+            None => Vec::new(),
+        };
+        if !events.is_empty() || !replies.is_empty() {
             self.memory_bytes = crate::memory::current_rss();
         }
         for event in events {
-            self.handle_event(event);
+            self.handle_queue_event(event);
+        }
+        for event in replies {
+            self.handle_reply_event(event);
         }
     }
 
-    fn handle_event(&mut self, event: Event) {
+    fn handle_queue_event(&mut self, event: QueueEvent) {
         match event {
-            Event::Loading { path } => {
+            QueueEvent::Loading { path } => {
                 self.engine.load_started = self.engine.session.as_ref().is_some_and(|s| s.folder == path);
             }
-            Event::Loaded(facts) => {
+            QueueEvent::Loaded(facts) => {
                 let Some(session) = self.engine.session.as_mut().filter(|_| self.engine.load_started) else { return };
                 let name = facts.name.clone();
                 let warnings = facts.warnings.clone();
@@ -466,26 +487,33 @@ impl AppState {
                 }
                 self.notify(format!("{name} is loaded"));
             }
-            Event::LoadFailed { path, message } => {
+            QueueEvent::LoadFailed { path, message } => {
                 let Some(session) = self.engine.session.as_mut().filter(|_| self.engine.load_started) else { return };
                 session.status = SessionStatus::Failed(message.clone());
                 self.notify_error(format!("{} could not be loaded", path.display()), Some(message));
             }
-            Event::Unloaded => {}
-            Event::Started { id, prompt_tokens, dropped_messages, .. } => {
-                if let Some(s) = self.chat.streaming.as_mut().filter(|s| s.request.id == id) {
+            QueueEvent::Unloaded => {}
+            QueueEvent::Counts(counts) => self.engine.counts = counts,
+        }
+    }
+
+    /// One event of the window's own reply.
+    fn handle_reply_event(&mut self, event: RequestEvent) {
+        match event {
+            RequestEvent::Started { prompt_tokens, dropped_messages, .. } => {
+                if let Some(s) = self.chat.streaming.as_mut() {
                     s.prompt_tokens = Some(prompt_tokens);
                     s.dropped_messages = dropped_messages;
                 }
             }
-            Event::Chunk { id, text, .. } => {
-                if let Some(s) = self.chat.streaming.as_mut().filter(|s| s.request.id == id) {
+            RequestEvent::Chunk { text, .. } => {
+                if let Some(s) = self.chat.streaming.as_mut() {
                     s.text.push_str(&text);
                     s.tokens += 1;
                 }
             }
-            Event::Finished { id, completion } => {
-                let Some(streaming) = self.chat.streaming.take_if(|s| s.request.id == id) else { return };
+            RequestEvent::Finished(completion) => {
+                let Some(streaming) = self.chat.streaming.take() else { return };
                 let stats = ReplyStats {
                     usage: completion.usage,
                     timings: completion.timings,
@@ -493,15 +521,21 @@ impl AppState {
                     dropped_messages: streaming.dropped_messages,
                 };
                 if let Some(conversation) = self.chat.conversations.iter_mut().find(|c| c.id == streaming.conversation) {
-                    conversation.messages.push(Message { role: Role::Assistant, content: completion.text.clone(), stats: Some(stats) });
+                    conversation.messages.push(Message { role: Role::Assistant, content: completion.text, stats: Some(stats) });
                 }
                 self.persist_conversation(&streaming.conversation);
                 if streaming.dropped_messages > 0 {
                     self.notify(format!("{} earlier messages were left out to fit the context window", streaming.dropped_messages));
                 }
             }
-            Event::Failed { id, message } => {
-                if let Some(streaming) = self.chat.streaming.take_if(|s| s.request.id == id) {
+            // Stopped while it was still waiting behind the server's requests: no reply at all.
+            RequestEvent::Cancelled => {
+                if let Some(streaming) = self.chat.streaming.take() {
+                    self.persist_conversation(&streaming.conversation);
+                }
+            }
+            RequestEvent::Failed(message) => {
+                if let Some(streaming) = self.chat.streaming.take() {
                     self.persist_conversation(&streaming.conversation);
                 }
                 self.notify_error("The reply failed", Some(message));

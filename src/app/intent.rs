@@ -49,6 +49,9 @@ pub enum Intent {
     // engine and chat
     LoadModel,
     UnloadModel,
+    /// The "Serve" switch: the loaded model behind the local OpenAI-compatible server.
+    StartServing,
+    StopServing,
     NewConversation,
     SelectConversation(String),
     StartRename { id: String, title: String },
@@ -96,6 +99,8 @@ impl AppState {
             Intent::CloseDialog => self.dialog = None,
             Intent::LoadModel => self.load_model(),
             Intent::UnloadModel => self.unload_model(),
+            Intent::StartServing => self.start_serving(),
+            Intent::StopServing => self.stop_serving(),
             Intent::NewConversation => {
                 self.tab = Tab::Chat;
                 self.new_conversation();

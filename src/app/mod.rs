@@ -9,6 +9,7 @@ pub mod editor;
 mod intent;
 mod jobs;
 mod library;
+mod serve;
 
 use std::{
     collections::HashMap,
@@ -23,6 +24,7 @@ pub use editor::ModelEditor;
 pub use intent::{CloseChoice, Intent, SwitchChoice};
 pub use jobs::{Dialog, DialogKind, Job};
 pub use library::{LibraryEntry, ModelChoices};
+pub use serve::{ServeSettings, ServeState};
 
 pub use crate::inspect::{EntryInfo, FolderKind};
 use crate::{
@@ -44,6 +46,7 @@ pub enum RuntimeStatus {
 pub struct Persisted {
     pub library: Vec<LibraryEntry>,
     pub selected: Option<PathBuf>,
+    pub serve: ServeSettings,
 }
 
 /// How the app was started.
@@ -99,6 +102,8 @@ pub struct AppState {
     pub saving: Option<Promise<Result<std::sync::Arc<crate::mlflow::validate::Report>, String>>>,
     pub engine: EngineState,
     pub chat: ChatState,
+    /// The local server (the "Serve" switch).
+    pub serve: ServeState,
     pub chat_store: Option<ChatStore>,
     pub dialog: Option<Dialog>,
     tasks: Vec<Promise<jobs::TaskOutcome>>,
@@ -137,6 +142,7 @@ impl AppState {
             saving: None,
             engine: EngineState::default(),
             chat: ChatState::default(),
+            serve: ServeState::default(),
             chat_store,
             dialog: None,
             tasks: Vec::new(),
@@ -207,6 +213,7 @@ impl AppState {
         self.poll_library();
         self.poll_engine();
         self.poll_conversations();
+        self.poll_serve();
         self.poll_jobs();
         // Notices fade after a few seconds; errors stay until dismissed.
         let lifetime = Duration::from_secs(6);
@@ -243,6 +250,7 @@ impl AppState {
             || self.engine.is_loading()
             || self.chat.streaming.is_some()
             || self.chat.is_busy()
+            || self.serve.is_busy()
             || self.dialog.as_ref().is_some_and(|d| d.job.is_some())
             || !self.tasks.is_empty()
     }

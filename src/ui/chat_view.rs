@@ -16,6 +16,8 @@ pub fn show(ui: &mut Ui, state: &mut AppState, out: &mut Vec<Intent>) {
         return;
     }
     model_bar(ui, state, out);
+    ui.horizontal(|ui| super::serve::bar(ui, state, out));
+    super::serve::log(ui, state);
     ui.separator();
     egui::Panel::left("conversations").resizable(true).default_size(190.0).show(ui, |ui| conversations(ui, state, &selected, out));
     egui::Panel::bottom("composer").show(ui, |ui| composer(ui, state, out));

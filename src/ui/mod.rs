@@ -6,6 +6,7 @@ mod dialogs;
 pub mod keymap;
 mod library;
 mod model_view;
+mod serve;
 
 use egui::RichText;
 
