@@ -422,3 +422,103 @@ fn serving_shares_the_engine_with_the_window_and_logs_requests() {
     assert!(harness.state().state.serve.url().is_none());
     assert!(std::net::TcpStream::connect(url.trim_start_matches("http://")).is_err(), "nothing listens any more");
 }
+
+fn composer_node<'a>(harness: &'a Harness<'_, ModelDeskApp>) -> egui_kittest::Node<'a> {
+    let draft = harness.state().state.chat.draft.clone();
+    let mut boxes: Vec<_> = harness.get_all_by_role(Role::MultilineTextInput).filter(|n| n.value().unwrap_or_default() == draft).collect();
+    assert_eq!(boxes.len(), 1, "one message box holds the draft");
+    boxes.remove(0)
+}
+
+#[test]
+fn a_conversation_set_up_before_its_first_message_and_kept_by_the_keyboard() {
+    let (_home, mut harness) = app_with(&support::tiny_phi3());
+    harness.get_by_label("Load model").click();
+    step_until(&mut harness, "the model to load", |h| h.query_by_label("Unload").is_some());
+    harness.ctx.set_missing_glyph_policy(egui::epaint::text::MissingGlyphPolicy::Tofu);
+    // Before any message there is a chat whose system prompt and settings can be set.
+    let first = harness.state().state.current_conversation().expect("a fresh chat to type into").id.clone();
+    harness.get_by_label("System prompt and generation settings").click();
+    harness.run_steps(2);
+    harness.state_mut().state.current_conversation_mut().unwrap().system_prompt = "Answer briefly.".into();
+    harness.get_by_label("Use for new chats").click();
+    harness.run_steps(2);
+    assert_eq!(harness.state().state.persisted.default_system_prompt, "Answer briefly.");
+    harness.get_by_label("System prompt and generation settings").click();
+    harness.run_steps(2);
+
+    // Keyboard only: Ctrl+N gives the (reused, still empty) new chat the focus, typing and
+    // Enter send it.
+    harness.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::N);
+    harness.run_steps(3);
+    assert_eq!(harness.state().state.current_conversation().unwrap().id, first, "an untouched new chat is reused");
+    assert!(composer_node(&harness).is_focused(), "Ctrl+N puts the focus in the message box");
+    harness.event(egui::Event::Text("Hello there".into()));
+    harness.run_steps(2);
+    harness.key_press(egui::Key::Enter);
+    harness.run_steps(2);
+    step_until(&mut harness, "the reply", |h| h.state().state.chat.streaming.is_none() && h.state().state.current_conversation().is_some_and(|c| c.messages.len() == 2));
+    assert_eq!(harness.state().state.current_conversation().unwrap().system_prompt, "Answer briefly.");
+
+    // Ctrl+L comes back to the message box from anywhere; F1 lists the shortcuts.
+    harness.get_by_label("Model").click();
+    harness.run_steps(2);
+    harness.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::L);
+    harness.run_steps(3);
+    assert_eq!(harness.state().state.tab, Tab::Chat);
+    assert!(composer_node(&harness).is_focused(), "Ctrl+L puts the focus in the message box");
+    harness.key_press(egui::Key::F1);
+    harness.run_steps(2);
+    assert!(harness.query_by_label("Go to the message box").is_some(), "F1 shows the shortcuts");
+    harness.state_mut().state.shortcuts_open = false;
+    harness.run_steps(2);
+
+    // Greedy settings: Regenerate says why the reply is the same; reset goes back to the model.
+    // (Notices sit in the corner over the transcript, so buttons are pressed through accesskit.)
+    harness.state_mut().state.current_conversation_mut().unwrap().settings.do_sample = Some(false);
+    harness.get_by_label("Regenerate").click_accesskit();
+    harness.run_steps(2);
+    let notices: Vec<String> = harness.state().state.notices.iter().map(|n| n.text.clone()).collect();
+    assert!(notices.iter().any(|n| n.starts_with("Greedy decoding always picks")), "{notices:?}");
+    step_until(&mut harness, "the regenerated reply", |h| h.state().state.chat.streaming.is_none());
+    harness.get_by_label("System prompt and generation settings").click();
+    harness.run_steps(2);
+    harness.get_by_label("Reset to the model's defaults").click();
+    harness.run_steps(2);
+    assert_eq!(harness.state().state.current_conversation().unwrap().settings, modeldesk::chat::Settings::default());
+
+    // The conversation's menu button deletes, and Undo brings it back untouched.
+    let id = harness.state().state.current_conversation().unwrap().id.clone();
+    let before = harness.state().state.current_conversation().unwrap().clone();
+    harness.get_by_label("…").click_accesskit();
+    harness.run_steps(2);
+    harness.get_by_label("Delete").click_accesskit();
+    harness.run_steps(2);
+    assert!(harness.state().state.chat.summaries.iter().all(|s| s.id != id), "gone from the list");
+    harness.get_by_label("Undo").click_accesskit();
+    harness.run_steps(2);
+    assert_eq!(harness.state().state.current_conversation().unwrap(), &before, "back as it was");
+}
+
+#[test]
+fn a_long_paste_leaves_the_message_box_and_send_in_a_small_window() {
+    let (_home, mut harness) = app_with(&support::tiny_phi3());
+    harness.set_size(egui::vec2(720.0, 480.0));
+    harness.get_by_label("Load model").click();
+    step_until(&mut harness, "the model to load", |h| h.query_by_label("Unload").is_some());
+    composer_node(&harness).focus();
+    harness.run_steps(2);
+    let paste: String = (0..300).map(|i| format!("line {i} of a long paste\n")).collect();
+    harness.event(egui::Event::Paste(paste.clone()));
+    harness.run_steps(4);
+    assert_eq!(harness.state().state.chat.draft, paste);
+    let screen = egui::Rect::from_min_size(egui::Pos2::ZERO, egui::vec2(720.0, 480.0));
+    let send = harness.get_by_label("Send").rect();
+    assert!(screen.contains_rect(send), "Send stays on screen: {send:?}");
+    // The box (in a scroll area once it reaches its cap) sits between the settings header and
+    // the bottom of the window, at most 30% of the window high.
+    let header = harness.get_by_label("System prompt and generation settings").rect();
+    assert!(header.top() >= 0.0 && header.bottom() < send.top(), "the settings header stays on screen, above the box: {header:?}");
+    let composer_area = send.bottom() - header.bottom();
+    assert!(composer_area > 40.0 && composer_area <= 480.0 * 0.3 + 40.0, "the box stops growing at its cap: {composer_area}");
+}

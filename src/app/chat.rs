@@ -26,6 +26,32 @@ use crate::{
 /// prompt or a setting does not write at every keystroke).
 const SAVE_DELAY: Duration = Duration::from_millis(500);
 
+/// How long a deleted conversation can be brought back before its file is removed.
+pub const UNDO_DELETE: Duration = Duration::from_secs(10);
+
+/// A conversation deleted a moment ago: its file stays until the undo window closes.
+pub struct DeletedConversation {
+    pub summary: Summary,
+    /// Its messages, when they had been read.
+    conversation: Option<Conversation>,
+    was_current: bool,
+    pub at: Instant,
+}
+
+/// The "Export conversation" form: format and destination file.
+pub struct ConversationExport {
+    pub id: String,
+    pub json: bool,
+    pub path: String,
+    pick: Option<Promise<Option<PathBuf>>>,
+}
+
+impl ConversationExport {
+    pub fn is_picking(&self) -> bool {
+        self.pick.is_some()
+    }
+}
+
 /// The engine queue (the worker behind it) and the model it holds.
 #[derive(Default)]
 pub struct EngineState {
@@ -74,6 +100,11 @@ pub struct ChatState {
     /// Index of a user message being edited, and its new text.
     pub editing: Option<(usize, String)>,
     pub renaming: Option<(String, String)>,
+    /// The last deleted conversation, while it can still be brought back.
+    pub deleted: Option<DeletedConversation>,
+    pub export: Option<ConversationExport>,
+    /// Set by Ctrl+L, Ctrl+N and a new chat: the message box takes the keyboard focus.
+    pub focus_composer: bool,
     pub streaming: Option<Streaming>,
     pub policy: ContextPolicy,
     /// Markdown render cache, shared across messages.
@@ -208,12 +239,26 @@ impl AppState {
     /// The newest conversation of the selected model becomes current.
     pub(super) fn show_latest_conversation(&mut self) {
         let latest = self.persisted.selected.clone().and_then(|m| self.conversations_for(&m).first().map(|c| c.id.clone()));
-        self.show_conversation(latest);
+        match latest {
+            Some(id) => self.show_conversation(Some(id)),
+            // A fresh chat to type into, so its system prompt and settings can be set before
+            // the first message (it is written only once something is in it).
+            None => {
+                self.chat.current = None;
+                self.new_conversation();
+            }
+        }
     }
 
     pub fn new_conversation(&mut self) {
         let Some(model) = self.persisted.selected.clone() else { return };
-        let conversation = Conversation::new(&model);
+        self.chat.focus_composer = true;
+        // An untouched new chat is reused rather than piling up empty ones.
+        if self.current_conversation().is_some_and(|c| c.messages.is_empty() && c.model == model) {
+            return;
+        }
+        let mut conversation = Conversation::new(&model);
+        conversation.system_prompt = self.persisted.default_system_prompt.clone();
         self.chat.current = Some(conversation.id.clone());
         self.chat.summaries.insert(0, Summary::of(&conversation));
         self.chat.conversations.insert(0, conversation);
@@ -235,19 +280,56 @@ impl AppState {
         self.persist_conversation(id);
     }
 
+    /// Removes a conversation from the list at once; its file goes when the undo window closes.
     pub fn delete_conversation(&mut self, id: &str) {
         if self.chat.streaming.as_ref().is_some_and(|s| s.conversation == id) {
             self.stop_reply();
         }
+        self.finish_delete();
+        let Some(summary) = self.chat.summaries.iter().find(|c| c.id == id).cloned() else { return };
+        let conversation = self.chat.conversations.iter().find(|c| c.id == id).cloned();
+        let was_current = self.chat.current.as_deref() == Some(id);
         self.chat.conversations.retain(|c| c.id != id);
         self.chat.summaries.retain(|c| c.id != id);
-        self.chat.unsaved.remove(id);
+        // A change not yet written is kept with the conversation, and written if it comes back.
+        let unsaved = self.chat.unsaved.remove(id).is_some();
         self.chat.reading.remove(id);
-        if self.chat.writer.as_ref().is_some_and(|writer| writer.send(WriteCommand::Delete(id.to_owned()))) {
-            self.chat.writes_in_flight += 1;
+        // Never written: nothing on disk to delete, nothing worth bringing back.
+        let stored = summary.file_modified.is_some() || unsaved || conversation.as_ref().is_some_and(|c| !c.messages.is_empty());
+        if stored {
+            self.chat.deleted = Some(DeletedConversation { summary, conversation, was_current, at: Instant::now() });
+            self.ctx.request_repaint_after(UNDO_DELETE);
         }
-        if self.chat.current.as_deref() == Some(id) {
+        if was_current {
             self.show_latest_conversation();
+        }
+    }
+
+    /// Brings back the conversation deleted last (its file was never touched).
+    pub fn undo_delete(&mut self) {
+        let Some(deleted) = self.chat.deleted.take() else { return };
+        let id = deleted.summary.id.clone();
+        // The empty chat that took its place goes away again.
+        if let Some(current) = self.current_conversation().filter(|c| c.messages.is_empty() && c.id != id).map(|c| c.id.clone()) {
+            self.chat.conversations.retain(|c| c.id != current);
+            self.chat.summaries.retain(|c| c.id != current);
+        }
+        self.chat.summaries.push(deleted.summary);
+        self.chat.summaries.sort_by(|a, b| b.updated.cmp(&a.updated).then(a.id.cmp(&b.id)));
+        if let Some(conversation) = deleted.conversation {
+            self.chat.conversations.push(conversation);
+            self.persist_conversation(&id);
+        }
+        if deleted.was_current {
+            self.show_conversation(Some(id));
+        }
+    }
+
+    /// Removes the file of the conversation deleted last, once it can no longer come back.
+    fn finish_delete(&mut self) {
+        let Some(deleted) = self.chat.deleted.take() else { return };
+        if self.chat.writer.as_ref().is_some_and(|writer| writer.send(WriteCommand::Delete(deleted.summary.id.clone()))) {
+            self.chat.writes_in_flight += 1;
         }
     }
 
@@ -281,6 +363,7 @@ impl AppState {
 
     /// Writes every unsaved conversation and waits for the writer (the window is closing).
     pub fn flush_conversations(&mut self) {
+        self.finish_delete();
         self.write_conversations(true);
         self.chat.writer = None;
     }
@@ -311,6 +394,10 @@ impl AppState {
                 Err(message) => self.notify_error("A saved conversation could not be read", Some(message)),
             }
         }
+        if self.chat.deleted.as_ref().is_some_and(|d| d.at.elapsed() >= UNDO_DELETE) {
+            self.finish_delete();
+        }
+        self.poll_conversation_export();
         self.write_conversations(false);
         let events = self.chat.writer.as_ref().map(Service::drain).unwrap_or_default();
         for event in events {
@@ -321,24 +408,69 @@ impl AppState {
         }
     }
 
-    /// Writes a conversation under the data directory's `exports` (the notice says where).
+    /// Opens the export form, with a file under the data directory's `exports` proposed.
     pub fn export_conversation(&mut self, id: &str, json: bool) {
-        let Some(conversation) = self.chat.conversations.iter().find(|c| c.id == id) else { return };
-        let (text, extension) = if json {
-            (serde_json::to_string_pretty(&conversation.to_chat_json()).unwrap_or_default(), "json")
-        } else {
-            (conversation.to_markdown(), "md")
-        };
+        let Some(summary) = self.chat.summaries.iter().find(|c| c.id == id) else { return };
         let dir = self.dirs.as_ref().map(|d| d.data.join("exports")).unwrap_or_else(std::env::temp_dir);
-        let safe: String = conversation.title.chars().map(|c| if c.is_alphanumeric() || c == '-' { c } else { '_' }).collect();
-        let short_id: String = conversation.id.chars().take(8).collect();
-        let path = dir.join(format!("{}-{short_id}.{extension}", safe.trim_matches('_')));
-        self.in_background("export-conversation", move || {
-            std::fs::create_dir_all(&dir)
-                .and_then(|_| crate::mlflow::mlmodel::write_atomically(&path, text.as_bytes()))
-                .map(|()| Some(format!("Exported to {}", path.display())))
-                .map_err(|e| ("The conversation could not be exported".to_owned(), e.to_string()))
+        let safe: String = summary.title.chars().map(|c| if c.is_alphanumeric() || c == '-' { c } else { '_' }).collect();
+        let short_id: String = summary.id.chars().take(8).collect();
+        let path = dir.join(format!("{}-{short_id}.{}", safe.trim_matches('_'), if json { "json" } else { "md" }));
+        self.chat.export = Some(ConversationExport { id: id.to_owned(), json, path: path.display().to_string(), pick: None });
+    }
+
+    /// The system's save dialog for the export form's file.
+    pub fn pick_conversation_export(&mut self) {
+        let Some(export) = &self.chat.export else { return };
+        let current = PathBuf::from(&export.path);
+        let pick = self.spawn("save-dialog", move || {
+            let mut dialog = rfd::AsyncFileDialog::new().set_title("Export conversation");
+            if let Some(dir) = current.parent().filter(|d| d.is_dir()) {
+                dialog = dialog.set_directory(dir);
+            }
+            if let Some(name) = current.file_name() {
+                dialog = dialog.set_file_name(name.to_string_lossy());
+            }
+            pollster::block_on(dialog.save_file()).map(|f| f.path().to_path_buf())
         });
+        if let Some(export) = &mut self.chat.export {
+            export.pick = Some(pick);
+        }
+    }
+
+    fn poll_conversation_export(&mut self) {
+        let Some(export) = &mut self.chat.export else { return };
+        if let Some(picked) = export.pick.take_if(|p| p.ready().is_some()).and_then(|p| p.try_take().ok()) {
+            if let Some(path) = picked {
+                export.path = path.display().to_string();
+            }
+        }
+    }
+
+    /// Writes the conversation (Markdown or `llm/v1/chat` JSON) to the form's file, atomically.
+    pub fn run_conversation_export(&mut self) {
+        let Some(export) = self.chat.export.take() else { return };
+        let Some(conversation) = self.chat.conversations.iter().find(|c| c.id == export.id) else {
+            self.notify_error("Open the conversation once before exporting it", None);
+            return;
+        };
+        let text = if export.json { serde_json::to_string_pretty(&conversation.to_chat_json()).unwrap_or_default() } else { conversation.to_markdown() };
+        let path = PathBuf::from(export.path.trim());
+        self.in_background("export-conversation", move || {
+            path.parent()
+                .filter(|dir| !dir.as_os_str().is_empty())
+                .map_or(Ok(()), std::fs::create_dir_all)
+                .and_then(|()| crate::mlflow::mlmodel::write_atomically(&path, text.as_bytes()))
+                .map(|()| Some(format!("Exported to {}", path.display())))
+                .map_err(|e| (format!("The conversation could not be exported to {}", path.display()), e.to_string()))
+        });
+    }
+
+    /// Clears the conversation's generation settings: the model's defaults apply again.
+    pub fn reset_settings(&mut self, id: &str) {
+        if let Some(conversation) = self.chat.conversations.iter_mut().find(|c| c.id == id) {
+            conversation.settings = crate::chat::Settings::default();
+            self.persist_conversation(id);
+        }
     }
 
     // -- replies ---------------------------------------------------------------------------
@@ -419,6 +551,11 @@ impl AppState {
                 let keep = conversation.messages.len() - 1;
                 conversation.truncate(keep);
             }
+        }
+        let sampling = self.current_conversation().and_then(|c| c.settings.do_sample);
+        let model_samples = self.selected_session().and_then(|s| s.effective_search()).is_some_and(|s| s.do_sample);
+        if !sampling.unwrap_or(model_samples) {
+            self.notify("Greedy decoding always picks the most likely token, so the reply comes out the same. Turn on \"Sample\" in the generation settings for a different one.");
         }
         self.start_reply();
     }

@@ -57,7 +57,18 @@ pub enum Intent {
     StartRename { id: String, title: String },
     Rename { id: String, title: String },
     DeleteConversation(String),
+    /// Opens the export form for a conversation.
     ExportConversation { id: String, json: bool },
+    PickConversationExport,
+    RunConversationExport,
+    CloseConversationExport,
+    UndoDelete,
+    /// The conversation's generation settings go back to the model's defaults.
+    ResetSettings(String),
+    /// New chats start with this system prompt.
+    SetDefaultSystemPrompt(String),
+    /// Ctrl+L: the message box takes the keyboard focus.
+    FocusComposer,
     /// A conversation's system prompt or settings changed.
     ConversationEdited(String),
     Send,
@@ -110,6 +121,19 @@ impl AppState {
             Intent::Rename { id, title } => self.rename_conversation(&id, &title),
             Intent::DeleteConversation(id) => self.delete_conversation(&id),
             Intent::ExportConversation { id, json } => self.export_conversation(&id, json),
+            Intent::PickConversationExport => self.pick_conversation_export(),
+            Intent::RunConversationExport => self.run_conversation_export(),
+            Intent::CloseConversationExport => self.chat.export = None,
+            Intent::UndoDelete => self.undo_delete(),
+            Intent::ResetSettings(id) => self.reset_settings(&id),
+            Intent::SetDefaultSystemPrompt(text) => {
+                self.persisted.default_system_prompt = text;
+                self.notify("New chats will start with this system prompt");
+            }
+            Intent::FocusComposer => {
+                self.tab = Tab::Chat;
+                self.chat.focus_composer = true;
+            }
             Intent::ConversationEdited(id) => self.persist_conversation(&id),
             Intent::Send => self.send(),
             Intent::StopReply => self.stop_reply(),

@@ -19,7 +19,7 @@ use std::{
 
 use poll_promise::Promise;
 
-pub use chat::{ChatState, EngineState, Streaming};
+pub use chat::{ChatState, ConversationExport, DeletedConversation, EngineState, Streaming, UNDO_DELETE};
 pub use editor::ModelEditor;
 pub use intent::{CloseChoice, Intent, SwitchChoice};
 pub use jobs::{Dialog, DialogKind, Job};
@@ -47,6 +47,8 @@ pub struct Persisted {
     pub library: Vec<LibraryEntry>,
     pub selected: Option<PathBuf>,
     pub serve: ServeSettings,
+    /// The system prompt a new chat starts with.
+    pub default_system_prompt: String,
 }
 
 /// How the app was started.
