@@ -522,3 +522,64 @@ fn a_long_paste_leaves_the_message_box_and_send_in_a_small_window() {
     let composer_area = send.bottom() - header.bottom();
     assert!(composer_area > 40.0 && composer_area <= 480.0 * 0.3 + 40.0, "the box stops growing at its cap: {composer_area}");
 }
+
+#[test]
+fn a_message_that_will_not_fit_is_held_back_with_the_ways_out() {
+    let (_home, mut harness) = app_with(&support::tiny_phi3());
+    harness.get_by_label("Load model").click();
+    step_until(&mut harness, "the model to load", |h| h.query_by_label("Unload").is_some());
+    harness.ctx.set_missing_glyph_policy(egui::epaint::text::MissingGlyphPolicy::Tofu);
+    // A long history (set up directly: generating it would take minutes), counted in the
+    // background as it grows, until the next message will not fit in 2048 tokens.
+    let mut turns = 0;
+    loop {
+        let tokens = harness.state().state.next_prompt_tokens().unwrap_or(0);
+        if tokens > 1900 {
+            break;
+        }
+        assert!(turns < 200, "the history never reached the window ({tokens} tokens)");
+        let conversation = harness.state_mut().state.current_conversation_mut().unwrap();
+        conversation.push_user(&format!("Question {turns}: what does the weather look like where you are today?"));
+        conversation.messages.push(modeldesk::chat::Message { role: modeldesk::chat::Role::Assistant, content: "It is sunny and warm, with a light breeze from the sea.".into(), stats: None });
+        turns += 1;
+        idle(&mut harness);
+    }
+    let before = harness.state().state.next_prompt_tokens().unwrap();
+    // The meter counts the message being typed, before it is sent.
+    composer_node(&harness).focus();
+    harness.run_steps(2);
+    harness.event(egui::Event::Text("Tell me about the mountains and the rivers and the sea, in a long and careful answer. ".repeat(8)));
+    idle(&mut harness);
+    let with_draft = harness.state().state.next_prompt_tokens().unwrap();
+    assert!(with_draft > before, "the draft counts: {before} → {with_draft}");
+    assert!(harness.query_by_label_contains(&format!("{with_draft} / 2048 tokens")).is_some(), "the meter shows it");
+    assert!(with_draft >= 2048, "the draft makes the prompt too long ({with_draft} tokens)");
+
+    // Enter: held back, with the choices the app offers.
+    let old = harness.state().state.current_conversation().unwrap().id.clone();
+    harness.key_press(egui::Key::Enter);
+    harness.run_steps(2);
+    assert!(harness.query_by_label_contains("This message does not fit").is_some());
+    assert!(harness.state().state.chat.streaming.is_none(), "nothing was sent");
+    assert!(harness.query_by_label("Drop the oldest turns and send").is_some());
+    harness.get_by_label("Start a new chat with this message").click_accesskit();
+    harness.run_steps(2);
+    step_until(&mut harness, "the reply in the new chat", |h| h.state().state.chat.streaming.is_none());
+    let new = harness.state().state.current_conversation().unwrap().clone();
+    assert_ne!(new.id, old);
+    assert_eq!(new.messages.len(), 2, "the message and its reply");
+
+    // Back in the long chat, dropping the oldest turns sends it there.
+    harness.state_mut().state.apply(modeldesk::app::Intent::SelectConversation(old.clone()));
+    harness.state_mut().state.chat.draft = "And the rivers? ".repeat(80);
+    idle(&mut harness);
+    harness.state_mut().state.apply(modeldesk::app::Intent::Send);
+    harness.run_steps(2);
+    assert!(harness.state().state.chat.context.blocked.is_some());
+    harness.get_by_label("Drop the oldest turns and send").click_accesskit();
+    harness.run_steps(2);
+    step_until(&mut harness, "the reply with dropped turns", |h| h.state().state.chat.streaming.is_none());
+    let last = harness.state().state.current_conversation().unwrap().messages.last().unwrap().clone();
+    assert_eq!(last.role, modeldesk::chat::Role::Assistant);
+    assert!(last.stats.unwrap().dropped_messages > 0, "old turns were left out");
+}

@@ -105,6 +105,8 @@ pub struct ChatState {
     pub export: Option<ConversationExport>,
     /// Set by Ctrl+L, Ctrl+N and a new chat: the message box takes the keyboard focus.
     pub focus_composer: bool,
+    /// The next prompt's size, and a send held back because it would not fit.
+    pub context: super::ContextState,
     pub streaming: Option<Streaming>,
     pub policy: ContextPolicy,
     /// Markdown render cache, shared across messages.
@@ -261,8 +263,8 @@ impl AppState {
         conversation.system_prompt = self.persisted.default_system_prompt.clone();
         self.chat.current = Some(conversation.id.clone());
         self.chat.summaries.insert(0, Summary::of(&conversation));
+        // The message being typed stays: a new chat never throws away text.
         self.chat.conversations.insert(0, conversation);
-        self.chat.draft.clear();
     }
 
     pub fn select_conversation(&mut self, id: &str) {
@@ -484,6 +486,9 @@ impl AppState {
         if self.current_conversation().is_none() {
             self.new_conversation();
         }
+        if !self.draft_fits() {
+            return;
+        }
         if let Some(conversation) = self.current_conversation_mut() {
             conversation.push_user(&text);
         }
@@ -499,6 +504,7 @@ impl AppState {
         let settings = conversation.settings.clone();
         let overrides = GenerateOptions {
             max_tokens: settings.max_tokens,
+            max_length: settings.max_length,
             temperature: settings.temperature,
             top_p: settings.top_p,
             top_k: settings.top_k,
@@ -590,6 +596,7 @@ impl AppState {
                 (None, _) => {}
             }
         }
+        self.poll_prompt_count();
         let events: Vec<QueueEvent> = match &self.engine.queue {
             Some(queue) => std::iter::from_fn(|| queue.try_recv()).collect(),
             None => Vec::new(),

@@ -69,6 +69,8 @@ pub enum Intent {
     SetDefaultSystemPrompt(String),
     /// Ctrl+L: the message box takes the keyboard focus.
     FocusComposer,
+    /// What to do with a message that would not fit the context.
+    ResolveBlocked(super::BlockedChoice),
     /// A conversation's system prompt or settings changed.
     ConversationEdited(String),
     Send,
@@ -130,6 +132,7 @@ impl AppState {
                 self.persisted.default_system_prompt = text;
                 self.notify("New chats will start with this system prompt");
             }
+            Intent::ResolveBlocked(choice) => self.resolve_blocked(choice),
             Intent::FocusComposer => {
                 self.tab = Tab::Chat;
                 self.chat.focus_composer = true;

@@ -5,6 +5,7 @@
 //! GUI thread.
 
 mod chat;
+mod context;
 pub mod editor;
 mod intent;
 mod jobs;
@@ -20,6 +21,7 @@ use std::{
 use poll_promise::Promise;
 
 pub use chat::{ChatState, ConversationExport, DeletedConversation, EngineState, Streaming, UNDO_DELETE};
+pub use context::{BlockedChoice, BlockedSend, ContextState, PromptCount};
 pub use editor::ModelEditor;
 pub use intent::{CloseChoice, Intent, SwitchChoice};
 pub use jobs::{Dialog, DialogKind, Job};
@@ -252,6 +254,7 @@ impl AppState {
             || self.engine.is_loading()
             || self.chat.streaming.is_some()
             || self.chat.is_busy()
+            || self.chat.context.is_busy()
             || self.serve.is_busy()
             || self.dialog.as_ref().is_some_and(|d| d.job.is_some())
             || !self.tasks.is_empty()

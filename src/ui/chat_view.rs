@@ -4,7 +4,7 @@
 use egui::{Key, KeyboardShortcut, Modifiers, RichText, Ui};
 
 use crate::{
-    app::{AppState, Intent, Streaming},
+    app::{AppState, BlockedChoice, BlockedSend, Intent, Streaming},
     chat::{Conversation, Message, ReplyStats, Role},
     engine::ContextPolicy,
 };
@@ -67,27 +67,57 @@ fn model_bar(ui: &mut Ui, state: &AppState, out: &mut Vec<Intent>) {
     });
 }
 
-/// Tokens of the current conversation against the context length, with a warning before the
-/// next message will not fit.
+/// Tokens the next prompt takes (system prompt, conversation and the message being typed)
+/// against the conversation's maximum length, with a warning before a message will not fit.
 fn context_meter(ui: &mut Ui, state: &AppState) {
-    let Some(max_length) = state.selected_session().and_then(|s| s.max_length()).filter(|_| state.model_ready()) else {
+    let Some(max_length) = state.conversation_max_length().filter(|_| state.model_ready()) else {
         ui.weak("Context: load the model to see its size");
         return;
     };
     let context = max_length.max(1);
     let used = match &state.chat.streaming {
         Some(s) => s.prompt_tokens.unwrap_or(0) + s.tokens,
-        None => state.current_conversation().and_then(Conversation::last_total_tokens).unwrap_or(0),
+        None => state
+            .next_prompt_tokens()
+            .or_else(|| state.current_conversation().and_then(Conversation::last_total_tokens))
+            .unwrap_or(0),
     };
     let reserve = state.current_conversation().and_then(|c| c.settings.max_tokens).unwrap_or(256);
     let fraction = used as f32 / context as f32;
     let bar = egui::ProgressBar::new(fraction.min(1.0)).desired_width(160.0).text(format!("{used} / {context} tokens"));
     let bar = if used + reserve > context { bar.fill(ui.visuals().warn_fg_color) } else { bar };
-    ui.add(bar).on_hover_text("Tokens the conversation uses (prompt + reply) of the model's maximum length");
+    ui.add(bar).on_hover_text("Tokens of the system prompt, the conversation and the message being typed, of the maximum length (prompt + reply)");
     if used + reserve > context {
         ui.colored_label(ui.visuals().warn_fg_color, "The next message may not fit")
-            .on_hover_text("Start a new chat, or let ModelDesk drop the oldest turns (setting below)");
+            .on_hover_text("Start a new chat, let ModelDesk drop the oldest turns, or raise the maximum length (generation settings)");
     }
+}
+
+/// A message held back because it would not fit, and the ways out.
+fn blocked_send(ui: &mut Ui, blocked: BlockedSend, out: &mut Vec<Intent>) {
+    egui::Frame::group(ui.style()).show(ui, |ui| {
+        ui.colored_label(
+            ui.visuals().warn_fg_color,
+            format!(
+                "This message does not fit: with the conversation it takes {} tokens, and this chat allows {} (prompt and reply).",
+                blocked.needed, blocked.max_length
+            ),
+        );
+        ui.horizontal_wrapped(|ui| {
+            if ui.button("Start a new chat with this message").clicked() {
+                out.push(Intent::ResolveBlocked(BlockedChoice::NewChat));
+            }
+            if ui.button("Drop the oldest turns and send").on_hover_text("The system prompt is kept").clicked() {
+                out.push(Intent::ResolveBlocked(BlockedChoice::DropOldestTurns));
+            }
+            if blocked.can_raise() && ui.button(format!("Raise the maximum length to {} and send", blocked.context_length)).clicked() {
+                out.push(Intent::ResolveBlocked(BlockedChoice::RaiseMaxLength));
+            }
+            if ui.button("Keep editing").clicked() {
+                out.push(Intent::ResolveBlocked(BlockedChoice::Cancel));
+            }
+        });
+    });
 }
 
 fn conversations(ui: &mut Ui, state: &mut AppState, model: &std::path::Path, out: &mut Vec<Intent>) {
@@ -342,6 +372,9 @@ fn composer(ui: &mut Ui, state: &mut AppState, out: &mut Vec<Intent>) {
     let streaming = state.chat.streaming.is_some();
     // The box grows with its text up to a share of the window, then scrolls: a long paste
     // never pushes it (or the Send button) out of sight.
+    if let Some(blocked) = state.chat.context.blocked {
+        blocked_send(ui, blocked, out);
+    }
     let cap = (ui.ctx().content_rect().height() * 0.3).clamp(60.0, 240.0);
     let focus = std::mem::take(&mut state.chat.focus_composer);
     ui.horizontal(|ui| {
@@ -371,6 +404,7 @@ fn composer(ui: &mut Ui, state: &mut AppState, out: &mut Vec<Intent>) {
 
 fn settings(ui: &mut Ui, state: &mut AppState, out: &mut Vec<Intent>) {
     let defaults = state.selected_session().and_then(|s| s.effective_search());
+    let max_length_default = state.selected_session().and_then(|s| s.max_length());
     let mut policy_drop = state.chat.policy == ContextPolicy::DropOldestTurns;
     let id = state.chat.current.clone();
     let mut changed = false;
@@ -397,6 +431,8 @@ fn settings(ui: &mut Ui, state: &mut AppState, out: &mut Vec<Intent>) {
             ui.end_row();
             changed |= optional_usize(ui, "Top-k", &mut s.top_k, defaults.as_ref().map(|d| d.top_k));
             changed |= optional_usize(ui, "Max tokens", &mut s.max_tokens, None);
+            ui.end_row();
+            changed |= optional_usize(ui, "Max length", &mut s.max_length, max_length_default);
             ui.end_row();
             changed |= optional_f32(ui, "Repetition penalty", &mut s.repetition_penalty, defaults.as_ref().map(|d| d.repetition_penalty), 0.5..=2.0);
             let mut seed = s.seed.unwrap_or(-1);
