@@ -583,3 +583,49 @@ fn a_message_that_will_not_fit_is_held_back_with_the_ways_out() {
     assert_eq!(last.role, modeldesk::chat::Role::Assistant);
     assert!(last.stats.unwrap().dropped_messages > 0, "old turns were left out");
 }
+
+#[cfg(unix)]
+#[test]
+fn a_typed_path_completes_and_opens_and_the_welcome_view_lists_recent_folders() {
+    let home = tempfile::tempdir().unwrap();
+    let place = tempfile::tempdir().unwrap();
+    std::fs::create_dir(place.path().join("models")).unwrap();
+    std::os::unix::fs::symlink(support::tiny_phi3(), place.path().join("models").join("tiny")).unwrap();
+    let mut harness = app(home.path());
+    idle(&mut harness);
+    // The welcome view has a path field; what is typed completes from the file system.
+    let field = harness.get_by_role(Role::TextInput);
+    field.focus();
+    harness.run_steps(2);
+    let typed = format!("{}/mo", place.path().display());
+    harness.get_by_role(Role::TextInput).type_text(&typed);
+    idle(&mut harness);
+    let models = format!("{}/models/", place.path().display());
+    harness.get_by_label(&models).click();
+    harness.run_steps(2);
+    assert_eq!(harness.state().state.path_entry.text, models);
+    idle(&mut harness);
+    let tiny = format!("{models}tiny/");
+    harness.get_by_label(&tiny).click();
+    harness.run_steps(2);
+    harness.get_by_label("Open").click();
+    idle(&mut harness);
+    assert_eq!(harness.state().state.persisted.library.len(), 1, "the typed folder opened");
+    assert!(harness.query_by_label("Load model").is_some());
+    // With nothing selected, the welcome view offers the recent folder.
+    harness.state_mut().state.persisted.selected = None;
+    harness.run_steps(2);
+    assert!(harness.query_by_label("Recent folders").is_some());
+    let entry = harness.state().state.persisted.library[0].path.clone();
+    assert_eq!(entry, place.path().join("models").join("tiny"), "one folder, however it was typed");
+    harness.get_by(|node| node.role() == Role::Link && node.label().as_deref() == Some(&entry.display().to_string())).click();
+    idle(&mut harness);
+    assert!(harness.query_by_label("Load model").is_some(), "the recent folder opened again");
+    // File › Open path… opens the same field in a window (also used when no folder dialog exists).
+    harness.get_by_label("File").click();
+    harness.run_steps(2);
+    harness.get_by_label("Open path…").click();
+    harness.run_steps(3);
+    assert!(harness.state().state.path_entry.open, "the menu item opens the path window");
+    assert!(harness.query_by_label_contains("Open a folder by path").is_some(), "the window shows");
+}

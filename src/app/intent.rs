@@ -25,6 +25,11 @@ pub enum CloseChoice {
 pub enum Intent {
     // library and files
     PickModelFolder,
+    /// The "Open path" window (a typed path, with completion).
+    ShowPathEntry,
+    ClosePathEntry,
+    /// Opens the path typed in the path field.
+    OpenTypedPath,
     /// A path dropped, typed or picked: its model folder opens, several offer a choice, anything
     /// else is explained.
     OpenPath(PathBuf),
@@ -95,6 +100,9 @@ impl AppState {
     pub fn apply(&mut self, intent: Intent) {
         match intent {
             Intent::PickModelFolder => self.pick_model_folder(),
+            Intent::ShowPathEntry => self.show_path_entry(),
+            Intent::ClosePathEntry => self.path_entry.open = false,
+            Intent::OpenTypedPath => self.open_typed_path(),
             Intent::OpenPath(path) => self.open_path(&path),
             Intent::ChooseModel(folder) => self.choose_model(folder),
             Intent::Select(path) => self.request_select(&path),

@@ -10,6 +10,7 @@ pub mod editor;
 mod intent;
 mod jobs;
 mod library;
+mod path_entry;
 mod serve;
 
 use std::{
@@ -26,6 +27,7 @@ pub use editor::ModelEditor;
 pub use intent::{CloseChoice, Intent, SwitchChoice};
 pub use jobs::{Dialog, DialogKind, Job};
 pub use library::{LibraryEntry, ModelChoices};
+pub use path_entry::PathEntry;
 pub use serve::{ServeSettings, ServeState};
 
 pub use crate::inspect::{EntryInfo, FolderKind};
@@ -93,6 +95,8 @@ pub struct AppState {
     pub dirs: Option<AppDirs>,
     pub runtime_pick: Option<Promise<Option<PathBuf>>>,
     pub folder_pick: Option<Promise<Option<PathBuf>>>,
+    /// The path field (welcome view and "Open path" window).
+    pub path_entry: PathEntry,
     /// A path being classified (opened, dropped or typed).
     opening: Option<Promise<crate::inspect::Opened>>,
     /// Model folders found beneath an opened folder, waiting for the user's pick.
@@ -135,6 +139,7 @@ impl AppState {
             dirs: startup.dirs,
             runtime_pick: None,
             folder_pick: None,
+            path_entry: PathEntry::default(),
             opening: None,
             model_choices: None,
             destination_pick: None,
@@ -215,6 +220,7 @@ impl AppState {
             self.crash_report = report;
         }
         self.poll_library();
+        self.poll_path_entry();
         self.poll_engine();
         self.poll_conversations();
         self.poll_serve();
@@ -255,6 +261,7 @@ impl AppState {
             || self.chat.streaming.is_some()
             || self.chat.is_busy()
             || self.chat.context.is_busy()
+            || self.path_entry.is_busy()
             || self.serve.is_busy()
             || self.dialog.as_ref().is_some_and(|d| d.job.is_some())
             || !self.tasks.is_empty()
