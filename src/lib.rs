@@ -9,6 +9,7 @@ pub mod chat;
 pub mod cli;
 pub mod crash;
 pub mod engine;
+pub mod hub;
 pub mod inspect;
 pub mod memory;
 pub mod mlflow;
