@@ -4,6 +4,7 @@
 mod bench;
 mod create;
 mod doctor;
+mod download;
 mod edit;
 mod export;
 mod generate;
@@ -18,6 +19,7 @@ use clap::{Parser, Subcommand};
 pub use bench::{BenchArgs, bench_prompt};
 pub use create::{CreateArgs, TaskArg};
 pub use doctor::DoctorArgs;
+pub use download::DownloadArgs;
 pub use edit::EditArgs;
 pub use export::ExportArgs;
 pub use generate::{GenerateArgs, chat_completion_json};
@@ -58,6 +60,8 @@ pub enum Command {
     Edit(EditArgs),
     /// Export a validated model as a self-contained folder or .zip.
     Export(ExportArgs),
+    /// Download a model (or one folder of it) from the Hugging Face Hub into the shared cache.
+    Download(DownloadArgs),
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -91,6 +95,7 @@ pub fn run(command: Command) -> Result<()> {
         Command::Create(args) => create::run(args),
         Command::Edit(args) => edit::run(args),
         Command::Export(args) => export::run(args),
+        Command::Download(args) => download::run(args),
     }
 }
 
