@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use egui_kittest::Harness;
 use modeldesk::{
-    app::{ModelDeskApp, StartupOptions, Streaming, Tab},
+    app::{StartupOptions, Streaming, Tab},
+    gui::ModelDeskApp,
     app_dirs::AppDirs,
     chat::{Conversation, Message, ReplyStats, Role},
     engine::{FinishReason, Timings, Usage, worker::RequestHandle},
@@ -36,7 +37,7 @@ fn main() {
             role: if index % 2 == 0 { Role::User } else { Role::Assistant },
             content,
             stats: (index % 2 == 1).then_some(ReplyStats {
-                usage: Usage { prompt_tokens: 100, completion_tokens: 50, total_tokens: 150 },
+                usage: Usage { prompt_tokens: 100, completion_tokens: 50, total_tokens: 150, ..Usage::default() },
                 timings: Timings::default(),
                 finish_reason: FinishReason::Stop,
                 dropped_messages: 0,

@@ -319,7 +319,7 @@ fn service_reports_progress_cancels_and_resumes() {
     let cache = tempfile::tempdir().unwrap();
     let wakes = Arc::new(AtomicUsize::new(0));
     let counter = Arc::clone(&wakes);
-    let mut service = DownloadService::spawn_with_policy(settings(&server.url, cache.path()), quick(), Box::new(move || {
+    let mut service = DownloadService::spawn_with_policy(settings(&server.url, cache.path()), quick(), Arc::new(move || {
         counter.fetch_add(1, Ordering::SeqCst);
     }));
     server.switches().stall_after = Some(2_000_000);
@@ -345,14 +345,21 @@ fn service_reports_progress_cancels_and_resumes() {
 
     server.switches().stall_after = None;
     let second = service.start(variant(REPO, "main"));
-    let outcome = loop {
+    // A queued download cancelled before it starts ends without a request.
+    let queued = service.start(variant(REPO, "main"));
+    service.cancel(queued);
+    let mut outcome = None;
+    let mut queued_cancelled = false;
+    while outcome.is_none() || !queued_cancelled {
         match service.recv_timeout(Duration::from_secs(30)).expect("an event within 30 s") {
-            DownloadEvent::Finished { id, outcome } if id == second => break outcome,
-            DownloadEvent::Failed { error, .. } => panic!("{error}"),
+            DownloadEvent::Finished { id, outcome: done } if id == second => outcome = Some(done),
+            DownloadEvent::Cancelled { id } if id == queued => queued_cancelled = true,
             DownloadEvent::Progress { progress, rate, .. } => assert!(progress.done <= progress.total && rate.bytes_per_second >= 0.0),
-            _ => {}
+            DownloadEvent::Planned { id, .. } => assert_eq!(id, second),
+            other => panic!("{other:?}"),
         }
-    };
+    }
+    let outcome = outcome.unwrap();
     assert_eq!(outcome.files, 5);
     assert!(server.cdn_ranges().iter().any(|r| r != "bytes=0-"), "the second run resumed: {:?}", server.cdn_ranges());
     drop(service);

@@ -31,7 +31,7 @@ pub fn run(args: DownloadArgs) -> Result<()> {
     let request = DownloadRequest::new(&args.repo, Some(&args.revision), args.include.as_deref())?;
     let settings = HubSettings::from_env()?;
     let started = Instant::now();
-    let mut service = DownloadService::spawn(settings, Box::new(|| {}));
+    let mut service = DownloadService::spawn(settings, crate::service::no_waker());
     let id = service.start(request.clone());
     let mut printer = ProgressLine::default();
     let outcome = loop {

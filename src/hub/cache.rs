@@ -34,6 +34,8 @@ use crate::engine::folder::{GENAI_CONFIG, ModelFolder};
 const TREE_FORMAT_VERSION: u32 = 1;
 /// A tree file larger than this is not one.
 const TREE_FILE_CAP: u64 = 64 << 20;
+/// A ref file holds a commit id (40 characters, maybe a newline).
+const REF_FILE_CAP: u64 = 256;
 
 pub struct HubCache {
     root: PathBuf,
@@ -97,7 +99,7 @@ impl HubCache {
         if is_commit_hash(revision) {
             return Some(revision.to_owned());
         }
-        let text = std::fs::read_to_string(self.ref_path(repo, revision)).ok()?;
+        let text = crate::fsio::read_text(&self.ref_path(repo, revision), REF_FILE_CAP).ok()?;
         let commit = text.trim();
         is_commit_hash(commit).then(|| commit.to_owned())
     }
@@ -116,17 +118,14 @@ impl HubCache {
         temp.write_all(commit.as_bytes()).map_err(HubError::cache(temp.path()))?;
         temp.as_file().sync_all().map_err(HubError::cache(temp.path()))?;
         temp.persist(&path).map_err(|e| HubError::cache(&path)(e.error))?;
-        crate::transfer::sync_dir(Some(&parent));
+        crate::staging::sync_dir(&parent);
         Ok(())
     }
 
     /// The full listing of `commit` saved by an earlier download (ours or huggingface_hub's).
     pub fn read_tree(&self, repo: &RepoId, commit: &str) -> Option<Vec<RepoFile>> {
-        let path = self.tree_path(repo, commit);
-        if std::fs::metadata(&path).ok()?.len() > TREE_FILE_CAP {
-            return None;
-        }
-        let tree: TreeFile = serde_json::from_slice(&std::fs::read(&path).ok()?).ok()?;
+        let bytes = crate::fsio::read_bytes(&self.tree_path(repo, commit), TREE_FILE_CAP).ok()?;
+        let tree: TreeFile = serde_json::from_slice(&bytes).ok()?;
         if tree.format_version != TREE_FORMAT_VERSION {
             return None;
         }

@@ -14,9 +14,9 @@ pub mod settings;
 use std::{fmt, path::PathBuf};
 
 pub use api::{HubApi, RepoFile};
-pub use cache::HubCache;
+pub use cache::{HubCache, LocalSnapshot};
 pub use download::{DownloadRequest, Downloader, Outcome, Plan, Prepared, Progress};
-pub use service::{DownloadEvent, DownloadService};
+pub use service::{DownloadEvent, DownloadService, Rate};
 pub use settings::HubSettings;
 
 use crate::{memory::human_bytes, transfer::TransferError};
@@ -126,6 +126,8 @@ pub enum HubError {
     Cache { path: PathBuf, source: std::io::Error },
     #[error("cancelled")]
     Cancelled,
+    #[error("the download thread could not run: {0}")]
+    Thread(String),
     #[error(transparent)]
     Transfer(TransferError),
 }

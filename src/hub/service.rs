@@ -1,24 +1,24 @@
-//! Downloads on a background thread, in the shape of every ModelDesk service: commands in
-//! ([`DownloadService::start`], [`DownloadService::cancel`]), events out ([`DownloadEvent`]) with a
-//! waker called after each, and a clean shutdown when the service is dropped. Downloads run one
-//! after another in the order they were started.
+//! Downloads on a background thread, in the shape of every ModelDesk service
+//! ([`crate::service::Service`]): commands in ([`DownloadService::start`],
+//! [`DownloadService::cancel`]), events out ([`DownloadEvent`]) with a waker called after each,
+//! and a clean shutdown when the service is dropped. Downloads run one after another in the order
+//! they were started.
 
 use std::{
-    collections::HashMap,
+    collections::HashSet,
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, Ordering},
-        mpsc::{self, Receiver, Sender},
+        mpsc::Receiver,
     },
-    thread::JoinHandle,
     time::{Duration, Instant},
 };
 
 use super::{DownloadRequest, Downloader, HubError, HubSettings, Outcome, Plan, Prepared, Progress};
-use crate::transfer::RetryPolicy;
-
-/// Called after each event so a GUI can repaint.
-pub type Waker = Box<dyn Fn() + Send + 'static>;
+use crate::{
+    service::{Outbox, Service, Waker},
+    transfer::{RetryPolicy, TransferError},
+};
 
 /// Progress events are sent at most this often (the last one of a file always).
 const PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
@@ -42,6 +42,11 @@ impl DownloadEvent {
             Self::Planned { id, .. } | Self::Progress { id, .. } | Self::Finished { id, .. } | Self::Failed { id, .. } | Self::Cancelled { id } => *id,
         }
     }
+
+    /// Whether this is the last event of its download.
+    pub fn is_final(&self) -> bool {
+        matches!(self, Self::Finished { .. } | Self::Failed { .. } | Self::Cancelled { .. })
+    }
 }
 
 /// Recent speed and the time left at that speed.
@@ -51,19 +56,26 @@ pub struct Rate {
     pub seconds_left: Option<f64>,
 }
 
-enum Command {
-    Start { id: u64, request: DownloadRequest, cancel: Arc<AtomicBool> },
-    Shutdown,
+struct Start {
+    id: u64,
+    request: DownloadRequest,
 }
 
-type Flags = Arc<Mutex<HashMap<u64, Arc<AtomicBool>>>>;
+/// Which download runs now and which queued ones were cancelled before they started. One lock
+/// covers both sides, so a cancel meant for a download that just ended never reaches the next.
+#[derive(Default)]
+struct Queue {
+    running: Option<u64>,
+    withdrawn: HashSet<u64>,
+}
 
 pub struct DownloadService {
-    commands: Sender<Command>,
-    events: Receiver<DownloadEvent>,
-    flags: Flags,
+    service: Option<Service<Start, DownloadEvent>>,
+    queue: Arc<Mutex<Queue>>,
+    /// Why the thread could not start; every download then fails with it.
+    spawn_error: Option<Arc<HubError>>,
+    failed_starts: Vec<DownloadEvent>,
     next_id: u64,
-    thread: Option<JoinHandle<()>>,
 }
 
 impl DownloadService {
@@ -73,97 +85,91 @@ impl DownloadService {
     }
 
     pub fn spawn_with_policy(settings: HubSettings, policy: RetryPolicy, waker: Waker) -> Self {
-        let (commands, command_rx) = mpsc::channel();
-        let (event_tx, events) = mpsc::channel();
-        let flags: Flags = Arc::default();
-        let running = Arc::clone(&flags);
-        let thread = std::thread::Builder::new()
-            .name("modeldesk-download".into())
-            .spawn(move || {
-                let downloader = Downloader::new(settings).map(|d| d.with_policy(policy)).map_err(Arc::new);
-                service_loop(downloader, command_rx, event_tx, waker, running)
-            })
-            .ok();
-        Self { commands, events, flags, next_id: 1, thread }
+        let queue: Arc<Mutex<Queue>> = Arc::default();
+        let shared = Arc::clone(&queue);
+        let spawned = Service::spawn("modeldesk-download", waker, move |commands, outbox| {
+            let downloader = Downloader::new(settings).map(|d| d.with_policy(policy)).map_err(Arc::new);
+            service_loop(downloader, commands, outbox, shared)
+        });
+        let (service, spawn_error) = match spawned {
+            Ok(service) => (Some(service), None),
+            Err(error) => (None, Some(Arc::new(HubError::Thread(error.to_string())))),
+        };
+        Self { service, queue, spawn_error, failed_starts: Vec::new(), next_id: 1 }
     }
 
     /// Queues a download; its events carry the returned id.
     pub fn start(&mut self, request: DownloadRequest) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
-        let cancel = Arc::new(AtomicBool::new(false));
-        if let Ok(mut flags) = self.flags.lock() {
-            flags.insert(id, Arc::clone(&cancel));
+        let sent = self.service.as_ref().is_some_and(|service| service.send(Start { id, request }));
+        if !sent {
+            let error = self.spawn_error.clone().unwrap_or_else(|| Arc::new(HubError::Thread("it stopped".into())));
+            self.failed_starts.push(DownloadEvent::Failed { id, error });
         }
-        let _ = self.commands.send(Command::Start { id, request, cancel });
         id
     }
 
     /// Stops a download (running or queued); it ends with [`DownloadEvent::Cancelled`] and its
     /// partial file stays for the next attempt.
     pub fn cancel(&self, id: u64) {
-        if let Some(flag) = self.flags.lock().ok().and_then(|flags| flags.get(&id).cloned()) {
-            flag.store(true, Ordering::SeqCst);
+        let Ok(mut queue) = self.queue.lock() else { return };
+        if queue.running == Some(id) {
+            if let Some(service) = &self.service {
+                service.cancel();
+            }
+        } else {
+            queue.withdrawn.insert(id);
         }
     }
 
-    pub fn try_recv(&self) -> Option<DownloadEvent> {
-        self.events.try_recv().ok()
+    pub fn try_recv(&mut self) -> Option<DownloadEvent> {
+        if !self.failed_starts.is_empty() {
+            return Some(self.failed_starts.remove(0));
+        }
+        self.service.as_ref()?.try_recv()
     }
 
     /// Blocks for the next event (headless callers and tests).
-    pub fn recv_timeout(&self, timeout: Duration) -> Option<DownloadEvent> {
-        self.events.recv_timeout(timeout).ok()
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Option<DownloadEvent> {
+        if !self.failed_starts.is_empty() {
+            return Some(self.failed_starts.remove(0));
+        }
+        self.service.as_ref()?.recv_timeout(timeout)
     }
 }
 
-impl Drop for DownloadService {
-    fn drop(&mut self) {
-        if let Ok(flags) = self.flags.lock() {
-            flags.values().for_each(|flag| flag.store(true, Ordering::SeqCst));
-        }
-        let _ = self.commands.send(Command::Shutdown);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-fn service_loop(
-    downloader: Result<Downloader, Arc<HubError>>,
-    commands: Receiver<Command>,
-    events: Sender<DownloadEvent>,
-    waker: Waker,
-    flags: Flags,
-) {
-    let send = |event: DownloadEvent| {
-        let _ = events.send(event);
-        waker();
-    };
-    while let Ok(Command::Start { id, request, cancel }) = commands.recv() {
+fn service_loop(downloader: Result<Downloader, Arc<HubError>>, commands: Receiver<Start>, outbox: Outbox<DownloadEvent>, queue: Arc<Mutex<Queue>>) {
+    for Start { id, request } in commands {
+        let withdrawn = match queue.lock() {
+            Ok(mut queue) => {
+                outbox.reset_cancel();
+                queue.running = Some(id);
+                queue.withdrawn.remove(&id)
+            }
+            Err(_) => false,
+        };
         let event = match &downloader {
+            _ if withdrawn => DownloadEvent::Cancelled { id },
             Err(error) => DownloadEvent::Failed { id, error: Arc::clone(error) },
-            Ok(downloader) => match run_one(downloader, id, &request, &cancel, &send) {
+            Ok(downloader) => match run_one(downloader, id, &request, &outbox) {
                 Ok(outcome) => DownloadEvent::Finished { id, outcome },
-                Err(HubError::Cancelled) | Err(HubError::Transfer(crate::transfer::TransferError::Cancelled)) => DownloadEvent::Cancelled { id },
-                Err(_) if cancel.load(Ordering::SeqCst) => DownloadEvent::Cancelled { id },
+                Err(HubError::Cancelled | HubError::Transfer(TransferError::Cancelled)) => DownloadEvent::Cancelled { id },
+                Err(_) if outbox.cancelled() => DownloadEvent::Cancelled { id },
                 Err(error) => DownloadEvent::Failed { id, error: Arc::new(error) },
             },
         };
-        if let Ok(mut flags) = flags.lock() {
-            flags.remove(&id);
+        if let Ok(mut queue) = queue.lock() {
+            queue.running = None;
         }
-        send(event);
+        if !outbox.send(event) {
+            return;
+        }
     }
 }
 
-fn run_one(
-    downloader: &Downloader,
-    id: u64,
-    request: &DownloadRequest,
-    cancel: &AtomicBool,
-    send: &dyn Fn(DownloadEvent),
-) -> Result<Outcome, HubError> {
+fn run_one(downloader: &Downloader, id: u64, request: &DownloadRequest, outbox: &Outbox<DownloadEvent>) -> Result<Outcome, HubError> {
+    let cancel: &AtomicBool = outbox.cancel_flag();
     if cancel.load(Ordering::SeqCst) {
         return Err(HubError::Cancelled);
     }
@@ -171,7 +177,7 @@ fn run_one(
         Prepared::Cached(local) => return Ok(Outcome::cached(&request.repo, local)),
         Prepared::Fetch(plan) => plan,
     };
-    send(DownloadEvent::Planned { id, plan: plan.clone() });
+    outbox.send(DownloadEvent::Planned { id, plan: plan.clone() });
     let mut meter = SpeedMeter::new(plan.missing_bytes() - plan.to_fetch_bytes());
     let mut last_sent: Option<(Instant, usize)> = None;
     downloader.fetch(&plan, cancel, &mut |progress| {
@@ -181,7 +187,7 @@ fn run_one(
         let due = last_sent.is_none_or(|(at, file)| now - at >= PROGRESS_INTERVAL || file != progress.file_index);
         if due || file_finished {
             last_sent = Some((now, progress.file_index));
-            send(DownloadEvent::Progress { id, progress: progress.clone(), rate });
+            outbox.send(DownloadEvent::Progress { id, progress: progress.clone(), rate });
         }
     })
 }

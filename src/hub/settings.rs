@@ -69,13 +69,9 @@ fn is_true(value: &str) -> bool {
     matches!(value.trim().to_ascii_uppercase().as_str(), "1" | "ON" | "YES" | "TRUE")
 }
 
-/// A token file is small; anything large is not a token file.
+/// A token file is small; anything large (or not a regular file) is not a token file.
 fn read_token_file(path: &Path) -> Option<String> {
-    let metadata = std::fs::metadata(path).ok()?;
-    if !metadata.is_file() || metadata.len() > 4096 {
-        return None;
-    }
-    std::fs::read_to_string(path).ok()
+    crate::fsio::read_text(path, 4096).ok()
 }
 
 #[cfg(test)]

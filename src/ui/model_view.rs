@@ -5,35 +5,31 @@ use egui::{RichText, Ui};
 
 use crate::{
     app::{
-        AppState, DialogKind,
+        AppState, DialogKind, Intent,
         editor::{ConfigRow, ConfigValue, KNOWN_CONFIG_KEYS, ModelEditor, ParamDraft},
     },
     mlflow::schema::{ColSpec, ColType, DataType, Property, Schema, Signature, TENSOR_DTYPES, TensorSpec, type_label},
 };
 
-pub fn show(ui: &mut Ui, state: &mut AppState) {
-    let ctx = ui.ctx().clone();
+pub fn show(ui: &mut Ui, state: &mut AppState, out: &mut Vec<Intent>) {
+    let saving = state.saving.is_some();
     let Some(editor) = state.editor.as_mut() else {
         ui.spinner();
         ui.label("Reading the folder…");
         return;
     };
     let mut changed = false;
-    let mut save = false;
-    let mut revert = false;
-    let mut create = false;
-    let mut export = false;
     if editor.is_mlflow() {
         ui.horizontal(|ui| {
             let dirty = editor.dirty;
             let ok = editor.messages.is_empty();
-            if ui.add_enabled(dirty && ok && state.saving.is_none(), egui::Button::new("Save")).on_hover_text("Ctrl+S").clicked() {
-                save = true;
+            if ui.add_enabled(dirty && ok && !saving, egui::Button::new("Save")).on_hover_text("Ctrl+S").clicked() {
+                out.push(Intent::SaveModel);
             }
             if ui.add_enabled(dirty, egui::Button::new("Revert")).clicked() {
-                revert = true;
+                out.push(Intent::RevertModel);
             }
-            if state.saving.is_some() {
+            if saving {
                 ui.spinner();
                 ui.label("Saving…");
             } else if dirty && !ok {
@@ -41,7 +37,7 @@ pub fn show(ui: &mut Ui, state: &mut AppState) {
             }
             ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
                 if ui.button("Export package…").clicked() {
-                    export = true;
+                    out.push(Intent::OpenDialog(DialogKind::Export));
                 }
             });
         });
@@ -66,25 +62,13 @@ pub fn show(ui: &mut Ui, state: &mut AppState) {
             if !editor.is_mlflow() {
                 ui.add_space(8.0);
                 if ui.button("Create MLflow model…").clicked() {
-                    create = true;
+                    out.push(Intent::OpenDialog(DialogKind::Create));
                 }
             }
         }
     });
     if changed {
         editor.check();
-    }
-    if revert {
-        editor.revert();
-    }
-    if save {
-        state.save_model(&ctx);
-    }
-    if create {
-        state.open_dialog(DialogKind::Create);
-    }
-    if export {
-        state.open_dialog(DialogKind::Export);
     }
 }
 
@@ -120,10 +104,13 @@ fn summary(ui: &mut Ui, info: Option<&crate::app::EntryInfo>, editor: &ModelEdit
             }
             if let Some(info) = info {
                 row("Size", crate::memory::human_bytes(info.bytes));
-                row("Checks", if info.errors.is_empty() { format!("usable ({} warnings)", info.warnings) } else { info.errors.join("\n") });
+                row("Checks", if info.errors.is_empty() { format!("usable ({} warnings)", info.warnings) } else { format!("not usable ({} errors, {} warnings)", info.errors.len(), info.warnings) });
             }
             row("Folder", editor.dir.display().to_string());
         });
+        if let Some(info) = info.filter(|i| !i.report.problems.is_empty()) {
+            problems(ui, &info.report);
+        }
         egui::CollapsingHeader::new(format!("Files ({})", editor.files.len())).id_salt("files").show(ui, |ui| {
             egui::Grid::new("files").num_columns(2).striped(true).show(ui, |ui| {
                 for (path, bytes) in &editor.files {
@@ -132,6 +119,26 @@ fn summary(ui: &mut Ui, info: Option<&crate::app::EntryInfo>, editor: &ModelEdit
                     ui.end_row();
                 }
             });
+        });
+    });
+}
+
+/// Every problem the checks found, with the file and field it concerns.
+fn problems(ui: &mut Ui, report: &crate::mlflow::validate::Report) {
+    use crate::mlflow::validate::Severity;
+    egui::CollapsingHeader::new(RichText::new(format!("Problems ({})", report.problems.len())).strong()).id_salt("problems").default_open(true).show(ui, |ui| {
+        egui::Grid::new("problems").num_columns(3).striped(true).show(ui, |ui| {
+            for problem in &report.problems {
+                let (label, color) = match problem.severity {
+                    Severity::Error => ("error", ui.visuals().error_fg_color),
+                    Severity::Warning => ("warning", ui.visuals().warn_fg_color),
+                };
+                ui.colored_label(color, label);
+                let place = if problem.key.is_empty() { problem.file.clone() } else { format!("{} › {}", problem.file, problem.key) };
+                ui.monospace(place);
+                ui.label(&problem.message);
+                ui.end_row();
+            }
         });
     });
 }
