@@ -98,7 +98,7 @@ struct ProgressLine {
 impl ProgressLine {
     fn show(&mut self, progress: &crate::hub::Progress, rate: Rate) {
         let percent = if progress.total == 0 { 100.0 } else { progress.done as f64 * 100.0 / progress.total as f64 };
-        let left = rate.seconds_left.map(|s| format!(", {} left", duration_label(s))).unwrap_or_default();
+        let left = rate.time_left_label().map(|s| format!(", {s} left")).unwrap_or_default();
         let name = progress.file_path.rsplit('/').next().unwrap_or(&progress.file_path);
         eprint!(
             "\r[{}/{}] {name}: {} / {} ({percent:.0}%), {}/s{left}\x1b[K",
@@ -115,13 +115,5 @@ impl ProgressLine {
         if std::mem::take(&mut self.shown) {
             eprintln!();
         }
-    }
-}
-
-fn duration_label(seconds: f64) -> String {
-    match seconds {
-        s if s < 90.0 => format!("{s:.0} s"),
-        s if s < 5400.0 => format!("{:.0} min", s / 60.0),
-        s => format!("{:.1} h", s / 3600.0),
     }
 }

@@ -240,6 +240,58 @@ impl HubCache {
     }
 }
 
+/// A Phi ONNX model folder (one holding `genai_config.json`) somewhere in the cache, downloaded
+/// by ModelDesk, huggingface_hub or any tool sharing the cache.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CachedModel {
+    /// `owner/name`, from the cache folder's name.
+    pub repo: String,
+    pub commit: String,
+    /// The folder inside the repository (empty for its root).
+    pub subfolder: String,
+    pub folder: PathBuf,
+    pub bytes: u64,
+}
+
+/// Repositories [`HubCache::scan_models`] looks into at most.
+const MAX_SCANNED_REPOS: usize = 500;
+
+impl HubCache {
+    /// Every model folder in every snapshot of the cache, sorted by repository and folder. Reads
+    /// folder listings only (a snapshot walk is bounded by [`crate::fsio::walk::MAX_ENTRIES`]);
+    /// snapshots that cannot be read are skipped.
+    pub fn scan_models(&self) -> Vec<CachedModel> {
+        let Ok(entries) = std::fs::read_dir(&self.root) else { return Vec::new() };
+        let mut repos: Vec<(String, PathBuf)> = entries
+            .flatten()
+            .filter_map(|entry| {
+                let name = entry.file_name().into_string().ok()?;
+                let repo = name.strip_prefix("models--")?.replace("--", "/");
+                RepoId::parse(&repo).ok()?;
+                Some((repo, entry.path()))
+            })
+            .collect();
+        repos.sort();
+        repos.truncate(MAX_SCANNED_REPOS);
+        let mut found = Vec::new();
+        for (repo, dir) in repos {
+            let Ok(snapshots) = std::fs::read_dir(dir.join("snapshots")) else { continue };
+            for snapshot in snapshots.flatten() {
+                let Some(commit) = snapshot.file_name().into_string().ok().filter(|c| is_commit_hash(c)) else { continue };
+                let Ok(tree) = crate::fsio::walk::walk(&snapshot.path()) else { continue };
+                for config in tree.files.iter().filter(|f| f.relative.file_name().is_some_and(|n| n == GENAI_CONFIG)) {
+                    let subfolder = config.relative.parent().unwrap_or(Path::new(""));
+                    let bytes = tree.files.iter().filter(|f| f.relative.starts_with(subfolder)).map(|f| f.size).sum();
+                    let subfolder_text = subfolder.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/");
+                    found.push(CachedModel { repo: repo.clone(), commit: commit.clone(), subfolder: subfolder_text, folder: snapshot.path().join(subfolder), bytes });
+                }
+            }
+        }
+        found.sort_by(|a, b| (&a.repo, &a.subfolder, &a.commit).cmp(&(&b.repo, &b.subfolder, &b.commit)));
+        found
+    }
+}
+
 #[cfg(unix)]
 fn make_symlink(target: &Path, link: &Path) -> std::io::Result<()> {
     std::os::unix::fs::symlink(target, link)
@@ -332,6 +384,30 @@ mod tests {
         std::fs::remove_file(cache.blob_path(&repo, nested.etag())).unwrap();
         cache.link(&repo, COMMIT, &nested, true).unwrap();
         assert!(!cache.has(&repo, COMMIT, &nested), "a broken link is not a cached file");
+    }
+
+    #[test]
+    fn model_folders_in_any_snapshot_are_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = HubCache::new(dir.path());
+        let repo = repo();
+        let config = file("cpu/int4/genai_config.json", b"{}", false);
+        let weights = file("cpu/int4/model.onnx", b"graph", true);
+        let readme = file("README.md", b"# model", false);
+        std::fs::create_dir_all(cache.blobs_dir(&repo)).unwrap();
+        for (entry, content) in [(&config, &b"{}"[..]), (&weights, b"graph"), (&readme, b"# model")] {
+            std::fs::write(cache.blob_path(&repo, entry.etag()), content).unwrap();
+            cache.link(&repo, COMMIT, entry, true).unwrap();
+        }
+        // Not a repository folder, and a snapshot without a model: neither is listed.
+        std::fs::create_dir_all(dir.path().join("datasets--org--data/snapshots").join(COMMIT)).unwrap();
+        std::fs::create_dir_all(dir.path().join("models--org--empty/snapshots").join(COMMIT)).unwrap();
+        let found = cache.scan_models();
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!((found[0].repo.as_str(), found[0].subfolder.as_str(), found[0].commit.as_str()), ("org/model", "cpu/int4", COMMIT));
+        assert_eq!(found[0].folder, cache.snapshot_dir(&repo, COMMIT).join("cpu/int4"));
+        assert_eq!(found[0].bytes, 2 + 5);
+        assert!(HubCache::new(dir.path().join("missing")).scan_models().is_empty());
     }
 
     #[test]

@@ -14,7 +14,7 @@ pub mod settings;
 use std::{fmt, path::PathBuf};
 
 pub use api::{HubApi, RepoFile};
-pub use cache::{HubCache, LocalSnapshot};
+pub use cache::{CachedModel, HubCache, LocalSnapshot};
 pub use download::{DownloadRequest, Downloader, Outcome, Plan, Prepared, Progress};
 pub use service::{DownloadEvent, DownloadService, Rate};
 pub use settings::HubSettings;

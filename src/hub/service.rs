@@ -56,6 +56,17 @@ pub struct Rate {
     pub seconds_left: Option<f64>,
 }
 
+impl Rate {
+    /// "12 s", "4 min", "1.5 h": the time left for people, when the speed is known.
+    pub fn time_left_label(&self) -> Option<String> {
+        self.seconds_left.filter(|s| s.is_finite()).map(|seconds| match seconds {
+            s if s < 90.0 => format!("{s:.0} s"),
+            s if s < 5400.0 => format!("{:.0} min", s / 60.0),
+            s => format!("{:.1} h", s / 3600.0),
+        })
+    }
+}
+
 struct Start {
     id: u64,
     request: DownloadRequest,
@@ -235,5 +246,9 @@ mod tests {
         let rate = meter.record(start + Duration::from_secs(12), 9_000, 11_000);
         assert_eq!(rate.bytes_per_second, 2_000.0);
         assert_eq!(rate.seconds_left, Some(1.0));
+        assert_eq!(rate.time_left_label().as_deref(), Some("1 s"));
+        let at = |seconds_left| Rate { bytes_per_second: 1.0, seconds_left: Some(seconds_left) }.time_left_label();
+        assert_eq!((at(600.0).as_deref(), at(7200.0).as_deref()), (Some("10 min"), Some("2.0 h")));
+        assert_eq!(Rate { bytes_per_second: 0.0, seconds_left: None }.time_left_label(), None);
     }
 }
