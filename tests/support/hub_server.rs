@@ -32,6 +32,11 @@ pub const GATED_REPO: &str = "test-org/gated-phi3";
 /// A repository whose listing claims a file larger than any disk.
 pub const HUGE_REPO: &str = "test-org/huge";
 pub const VARIANT: &str = "cpu_and_mobile/cpu-int4-rtn-block-32-acc-level-4";
+/// The first catalog entry's repository (its CPU int4 folder is [`VARIANT`]), with the micro
+/// model's files, for the GUI's catalog.
+pub const CATALOG_REPO: &str = "microsoft/Phi-3-mini-4k-instruct-onnx";
+/// The second catalog entry's repository, gated (the GUI explains HF_TOKEN).
+pub const GATED_CATALOG_REPO: &str = "microsoft/Phi-3-mini-128k-instruct-onnx";
 pub const GOOD_TOKEN: &str = "hf_test_good_token";
 /// A valid token without access to the gated repository (the Hub answers 403).
 pub const NO_ACCESS_TOKEN: &str = "hf_test_no_access";
@@ -96,6 +101,8 @@ impl HubServer {
         let mut repos = HashMap::new();
         repos.insert(REPO.to_owned(), fake_repo(REPO, &fixture, false));
         repos.insert(GATED_REPO.to_owned(), fake_repo(GATED_REPO, &fixture, true));
+        repos.insert(CATALOG_REPO.to_owned(), fake_repo(CATALOG_REPO, &fixture, false));
+        repos.insert(GATED_CATALOG_REPO.to_owned(), fake_repo(GATED_CATALOG_REPO, &fixture, true));
         let mut huge = fake_repo(HUGE_REPO, &fixture, false);
         huge.files.iter_mut().filter(|f| f.lfs).for_each(|f| f.listed_size = 1 << 60);
         repos.insert(HUGE_REPO.to_owned(), huge);
