@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use super::{AppState, DialogKind, Tab};
+use super::{AppState, DialogKind, GetModelIntent, Tab};
 
 /// The answer to "save the edits before opening another model?".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +84,8 @@ pub enum Intent {
     EditMessage { index: usize, text: String },
     ResendEdited { index: usize, text: String },
     CopyText(String),
+    // downloads
+    GetModel(GetModelIntent),
     // window
     SetTab(Tab),
     ShowAbout,
@@ -155,6 +157,7 @@ impl AppState {
                 self.ctx.copy_text(text);
                 self.notify("Copied");
             }
+            Intent::GetModel(intent) => self.apply_get_model(intent),
             Intent::SetTab(tab) => self.tab = tab,
             Intent::ShowAbout => self.about_open = true,
             Intent::ShowShortcuts => self.shortcuts_open = true,

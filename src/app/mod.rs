@@ -7,6 +7,7 @@
 mod chat;
 mod context;
 pub mod editor;
+mod get_model;
 mod intent;
 mod jobs;
 mod library;
@@ -24,6 +25,7 @@ use poll_promise::Promise;
 pub use chat::{ChatState, ConversationExport, DeletedConversation, EngineState, Streaming, UNDO_DELETE};
 pub use context::{BlockedChoice, BlockedSend, ContextState, PromptCount};
 pub use editor::ModelEditor;
+pub use get_model::{ActiveDownload, CacheScan, DownloadStatus, GetModel, GetModelIntent};
 pub use intent::{CloseChoice, Intent, SwitchChoice};
 pub use jobs::{Dialog, DialogKind, Job};
 pub use library::{LibraryEntry, ModelChoices};
@@ -123,6 +125,8 @@ pub struct AppState {
     pub memory_bytes: Option<u64>,
     /// A crash log from an earlier run the user has not seen yet.
     pub crash_report: Option<PathBuf>,
+    /// The "Get a model" view: catalog, cache scan, download.
+    pub get_model: GetModel,
     crash_check: Option<Promise<Option<PathBuf>>>,
     /// A library entry the user clicked while the model had unsaved edits (asks first).
     pub pending_select: Option<PathBuf>,
@@ -162,6 +166,7 @@ impl AppState {
             allow_close: false,
             memory_bytes: None,
             crash_report: None,
+            get_model: GetModel::default(),
             crash_check: None,
             pending_select: None,
             title: String::new(),
@@ -225,6 +230,7 @@ impl AppState {
         self.poll_conversations();
         self.poll_serve();
         self.poll_jobs();
+        self.poll_get_model();
         // Notices fade after a few seconds; errors stay until dismissed.
         let lifetime = Duration::from_secs(6);
         self.notices.retain(|n| n.error || n.shown.elapsed() < lifetime);
@@ -265,6 +271,7 @@ impl AppState {
             || self.serve.is_busy()
             || self.dialog.as_ref().is_some_and(|d| d.job.is_some())
             || !self.tasks.is_empty()
+            || self.get_model.is_busy()
     }
 }
 

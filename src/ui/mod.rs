@@ -3,6 +3,7 @@
 
 mod chat_view;
 mod dialogs;
+mod get_model;
 pub mod keymap;
 mod library;
 mod model_view;
@@ -176,6 +177,9 @@ fn status_bar(ui: &mut egui::Ui, state: &AppState) {
 }
 
 fn central(ui: &mut egui::Ui, state: &mut AppState, out: &mut Vec<Intent>) {
+    if state.get_model.visible {
+        return get_model::show(ui, state, out);
+    }
     if let RuntimeStatus::Missing { message } = &state.runtime {
         runtime_missing(ui, message, state.runtime_pick.is_some(), out);
         return;
@@ -218,6 +222,9 @@ fn welcome(ui: &mut egui::Ui, state: &mut AppState, out: &mut Vec<Intent>) {
         ui.add_space(12.0);
         if ui.button(RichText::new("Open a model folder…").size(16.0)).clicked() {
             out.push(Intent::PickModelFolder);
+        }
+        if ui.button(RichText::new("Get a model…").size(16.0)).on_hover_text("Download a Phi model from Hugging Face").clicked() {
+            out.push(Intent::GetModel(crate::app::GetModelIntent::Show));
         }
         ui.add_space(8.0);
         ui.weak("…or drag a folder onto this window, or type its path:");
