@@ -7,7 +7,7 @@ use std::{path::PathBuf, time::Instant};
 use poll_promise::Promise;
 
 use super::AppState;
-use crate::inspect::find::complete_path;
+use crate::inspect::find::{complete_path, expand_home};
 
 /// A folder dialog that answers "nothing picked" faster than this never reached the user (no
 /// portal, no zenity or kdialog): the path window opens instead of nothing happening.
@@ -47,12 +47,8 @@ impl AppState {
         if typed.is_empty() {
             return;
         }
-        let path = match (typed.strip_prefix('~'), home()) {
-            (Some(rest), Some(home)) if rest.is_empty() || rest.starts_with(['/', '\\']) => home.join(rest.trim_start_matches(['/', '\\'])),
-            _ => PathBuf::from(&typed),
-        };
         // `models/phi3/` and `models/phi3` are one folder (and one library entry).
-        let path: PathBuf = path.components().collect();
+        let path: PathBuf = PathBuf::from(expand_home(&typed, home().as_deref())).components().collect();
         self.path_entry.open = false;
         self.open_path(&path);
     }

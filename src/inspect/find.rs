@@ -214,6 +214,14 @@ mod tests {
     }
 }
 
+/// A typed path with a leading `~` (alone or before a separator) made the home folder.
+pub fn expand_home(typed: &str, home: Option<&Path>) -> String {
+    match (typed.strip_prefix('~'), home) {
+        (Some(rest), Some(home)) if rest.is_empty() || rest.starts_with(['/', '\\']) => format!("{}{rest}", home.display()),
+        _ => typed.to_owned(),
+    }
+}
+
 /// Most completions offered for a typed path.
 pub const MAX_COMPLETIONS: usize = 12;
 /// Most directory entries read while completing (a huge folder must not stall the field).
@@ -223,10 +231,7 @@ const MAX_COMPLETION_ENTRIES: usize = 5_000;
 /// `~/Downloads/`, `/models/` lists what `/models` holds), folders first, names sorted, hidden
 /// names only when the typed name starts with a dot. Reads one directory, bounded.
 pub fn complete_path(typed: &str, home: Option<&Path>) -> Vec<String> {
-    let expanded = match (typed.strip_prefix('~'), home) {
-        (Some(rest), Some(home)) if rest.is_empty() || rest.starts_with(['/', '\\']) => format!("{}{rest}", home.display()),
-        _ => typed.to_owned(),
-    };
+    let expanded = expand_home(typed, home);
     if expanded.is_empty() {
         return Vec::new();
     }

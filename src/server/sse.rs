@@ -30,12 +30,6 @@ pub fn finish_reason(reason: FinishReason) -> Option<&'static str> {
     }
 }
 
-/// `usage` as OpenAI writes it, with `prompt_tokens_details.cached_tokens` when the engine
-/// reused part of the prompt from its KV cache.
-pub fn usage_json(usage: &Usage) -> Value {
-    usage.openai_json()
-}
-
 /// A non-streamed `chat.completion`.
 pub fn completion_object(identity: &ReplyIdentity, completion: &Completion) -> Value {
     json!({
@@ -49,7 +43,7 @@ pub fn completion_object(identity: &ReplyIdentity, completion: &Completion) -> V
             "finish_reason": finish_reason(completion.finish_reason).unwrap_or("stop"),
             "logprobs": null,
         }],
-        "usage": usage_json(&completion.usage),
+        "usage": completion.usage.openai_json(),
     })
 }
 
@@ -92,7 +86,7 @@ impl ChunkWriter {
     pub fn finish(&self, reason: &str, usage: &Usage) -> Vec<Bytes> {
         let mut events = vec![self.chunk(json!([{"index": 0, "delta": {}, "logprobs": null, "finish_reason": reason}]), None)];
         if self.include_usage {
-            events.push(self.chunk(json!([]), Some(usage_json(usage))));
+            events.push(self.chunk(json!([]), Some(usage.openai_json())));
         }
         events.push(Bytes::from_static(b"data: [DONE]\n\n"));
         events
