@@ -25,6 +25,11 @@ pub enum CloseChoice {
 pub enum Intent {
     // library and files
     PickModelFolder,
+    /// The "Open path" window (a typed path, with completion).
+    ShowPathEntry,
+    ClosePathEntry,
+    /// Opens the path typed in the path field.
+    OpenTypedPath,
     /// A path dropped, typed or picked: its model folder opens, several offer a choice, anything
     /// else is explained.
     OpenPath(PathBuf),
@@ -49,12 +54,28 @@ pub enum Intent {
     // engine and chat
     LoadModel,
     UnloadModel,
+    /// The "Serve" switch: the loaded model behind the local OpenAI-compatible server.
+    StartServing,
+    StopServing,
     NewConversation,
     SelectConversation(String),
     StartRename { id: String, title: String },
     Rename { id: String, title: String },
     DeleteConversation(String),
+    /// Opens the export form for a conversation.
     ExportConversation { id: String, json: bool },
+    PickConversationExport,
+    RunConversationExport,
+    CloseConversationExport,
+    UndoDelete,
+    /// The conversation's generation settings go back to the model's defaults.
+    ResetSettings(String),
+    /// New chats start with this system prompt.
+    SetDefaultSystemPrompt(String),
+    /// Ctrl+L: the message box takes the keyboard focus.
+    FocusComposer,
+    /// What to do with a message that would not fit the context.
+    ResolveBlocked(super::BlockedChoice),
     /// A conversation's system prompt or settings changed.
     ConversationEdited(String),
     Send,
@@ -81,6 +102,9 @@ impl AppState {
     pub fn apply(&mut self, intent: Intent) {
         match intent {
             Intent::PickModelFolder => self.pick_model_folder(),
+            Intent::ShowPathEntry => self.show_path_entry(),
+            Intent::ClosePathEntry => self.path_entry.open = false,
+            Intent::OpenTypedPath => self.open_typed_path(),
             Intent::OpenPath(path) => self.open_path(&path),
             Intent::ChooseModel(folder) => self.choose_model(folder),
             Intent::Select(path) => self.request_select(&path),
@@ -98,6 +122,8 @@ impl AppState {
             Intent::CloseDialog => self.dialog = None,
             Intent::LoadModel => self.load_model(),
             Intent::UnloadModel => self.unload_model(),
+            Intent::StartServing => self.start_serving(),
+            Intent::StopServing => self.stop_serving(),
             Intent::NewConversation => {
                 self.tab = Tab::Chat;
                 self.new_conversation();
@@ -107,6 +133,20 @@ impl AppState {
             Intent::Rename { id, title } => self.rename_conversation(&id, &title),
             Intent::DeleteConversation(id) => self.delete_conversation(&id),
             Intent::ExportConversation { id, json } => self.export_conversation(&id, json),
+            Intent::PickConversationExport => self.pick_conversation_export(),
+            Intent::RunConversationExport => self.run_conversation_export(),
+            Intent::CloseConversationExport => self.chat.export = None,
+            Intent::UndoDelete => self.undo_delete(),
+            Intent::ResetSettings(id) => self.reset_settings(&id),
+            Intent::SetDefaultSystemPrompt(text) => {
+                self.persisted.default_system_prompt = text;
+                self.notify("New chats will start with this system prompt");
+            }
+            Intent::ResolveBlocked(choice) => self.resolve_blocked(choice),
+            Intent::FocusComposer => {
+                self.tab = Tab::Chat;
+                self.chat.focus_composer = true;
+            }
             Intent::ConversationEdited(id) => self.persist_conversation(&id),
             Intent::Send => self.send(),
             Intent::StopReply => self.stop_reply(),

@@ -5,11 +5,14 @@
 //! GUI thread.
 
 mod chat;
+mod context;
 pub mod editor;
 mod get_model;
 mod intent;
 mod jobs;
 mod library;
+mod path_entry;
+mod serve;
 
 use std::{
     collections::HashMap,
@@ -19,12 +22,15 @@ use std::{
 
 use poll_promise::Promise;
 
-pub use chat::{ChatState, EngineState, Streaming};
+pub use chat::{ChatState, ConversationExport, DeletedConversation, EngineState, Streaming, UNDO_DELETE};
+pub use context::{BlockedChoice, BlockedSend, ContextState, PromptCount};
 pub use editor::ModelEditor;
 pub use get_model::{ActiveDownload, CacheScan, DownloadStatus, GetModel, GetModelIntent};
 pub use intent::{CloseChoice, Intent, SwitchChoice};
 pub use jobs::{Dialog, DialogKind, Job};
 pub use library::{LibraryEntry, ModelChoices};
+pub use path_entry::PathEntry;
+pub use serve::{ServeSettings, ServeState};
 
 pub use crate::inspect::{EntryInfo, FolderKind};
 use crate::{
@@ -46,6 +52,9 @@ pub enum RuntimeStatus {
 pub struct Persisted {
     pub library: Vec<LibraryEntry>,
     pub selected: Option<PathBuf>,
+    pub serve: ServeSettings,
+    /// The system prompt a new chat starts with.
+    pub default_system_prompt: String,
 }
 
 /// How the app was started.
@@ -88,6 +97,8 @@ pub struct AppState {
     pub dirs: Option<AppDirs>,
     pub runtime_pick: Option<Promise<Option<PathBuf>>>,
     pub folder_pick: Option<Promise<Option<PathBuf>>>,
+    /// The path field (welcome view and "Open path" window).
+    pub path_entry: PathEntry,
     /// A path being classified (opened, dropped or typed).
     opening: Option<Promise<crate::inspect::Opened>>,
     /// Model folders found beneath an opened folder, waiting for the user's pick.
@@ -101,6 +112,8 @@ pub struct AppState {
     pub saving: Option<Promise<Result<std::sync::Arc<crate::mlflow::validate::Report>, String>>>,
     pub engine: EngineState,
     pub chat: ChatState,
+    /// The local server (the "Serve" switch).
+    pub serve: ServeState,
     pub chat_store: Option<ChatStore>,
     pub dialog: Option<Dialog>,
     tasks: Vec<Promise<jobs::TaskOutcome>>,
@@ -130,6 +143,7 @@ impl AppState {
             dirs: startup.dirs,
             runtime_pick: None,
             folder_pick: None,
+            path_entry: PathEntry::default(),
             opening: None,
             model_choices: None,
             destination_pick: None,
@@ -141,6 +155,7 @@ impl AppState {
             saving: None,
             engine: EngineState::default(),
             chat: ChatState::default(),
+            serve: ServeState::default(),
             chat_store,
             dialog: None,
             tasks: Vec::new(),
@@ -210,8 +225,10 @@ impl AppState {
             self.crash_report = report;
         }
         self.poll_library();
+        self.poll_path_entry();
         self.poll_engine();
         self.poll_conversations();
+        self.poll_serve();
         self.poll_jobs();
         self.poll_get_model();
         // Notices fade after a few seconds; errors stay until dismissed.
@@ -249,6 +266,9 @@ impl AppState {
             || self.engine.is_loading()
             || self.chat.streaming.is_some()
             || self.chat.is_busy()
+            || self.chat.context.is_busy()
+            || self.path_entry.is_busy()
+            || self.serve.is_busy()
             || self.dialog.as_ref().is_some_and(|d| d.job.is_some())
             || !self.tasks.is_empty()
             || self.get_model.is_busy()
