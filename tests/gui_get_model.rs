@@ -92,8 +92,11 @@ fn catalog_download_shows_progress_cancels_resumes_and_opens_in_the_library() {
     // The server sends 2 MB of each large file and then stalls: the bar shows, then Cancel.
     server.switches().stall_after = Some(2_000_000);
     harness.get_all_by_label("Download").next().expect("a Download button").click();
-    step_until(&mut harness, "the weights to start coming", |h| {
-        h.state().state.get_model.download.as_ref().and_then(|d| d.progress.as_ref()).is_some_and(|p| p.file_index == 2 && p.file_done > 0)
+    let weights = server.repo(CATALOG_REPO).files.iter().find(|f| f.path.ends_with("model.onnx.data")).unwrap();
+    let partial = cache.path().join(format!("models--{}/blobs/{}.incomplete", CATALOG_REPO.replace('/', "--"), weights.sha256));
+    step_until(&mut harness, "the weights to stall at 2 MB", |h| {
+        let on_disk = std::fs::metadata(&partial).map_or(0, |m| m.len());
+        on_disk == 2_000_000 && h.state().state.get_model.download.as_ref().and_then(|d| d.progress.as_ref()).is_some_and(|p| p.file_index == 2)
     });
     harness.run_steps(2);
     let text = progress_text(&harness).expect("a progress bar with bytes");
@@ -118,7 +121,7 @@ fn catalog_download_shows_progress_cancels_resumes_and_opens_in_the_library() {
     assert_eq!(state.persisted.library.iter().map(|e| e.path.clone()).collect::<Vec<_>>(), [folder.clone()]);
     assert_eq!(state.persisted.selected.as_ref(), Some(&folder));
     assert!(!state.get_model.visible, "the view closes on the opened model");
-    assert!(server.cdn_ranges().iter().any(|range| range != "bytes=0-"), "resumed, not restarted: {:?}", server.cdn_ranges());
+    assert_eq!(server.cdn_ranges(), ["bytes=2000000-"], "resumed, not restarted");
     assert!(harness.query_by_label_contains("Phi-3 mini 4k instruct downloaded").is_some());
     assert!(harness.query_by_label_contains("Phi-3 ONNX folder ·").is_some(), "the library shows the new model");
 }
