@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod mlflow_server;
+
 use std::{
     path::{Path, PathBuf},
     process::Command,
