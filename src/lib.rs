@@ -13,4 +13,5 @@ pub mod inspect;
 pub mod memory;
 pub mod mlflow;
 pub mod runtime;
+pub mod tracking;
 pub mod ui;
