@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use egui_kittest::Harness;
 use modeldesk::{
-    app::{ModelDeskApp, StartupOptions, Streaming, Tab},
+    app::{StartupOptions, Streaming, Tab},
+    gui::ModelDeskApp,
     app_dirs::AppDirs,
     chat::{Conversation, Message, ReplyStats, Role},
     engine::{FinishReason, Timings, Usage, worker::RequestHandle},

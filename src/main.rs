@@ -21,7 +21,7 @@ fn main() -> ExitCode {
     let args = Cli::parse();
     let result = match args.command {
         Some(command) => cli::run(command),
-        None => modeldesk::app::run_window(args.path),
+        None => modeldesk::gui::run_window(args.path),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -15,7 +15,8 @@ use egui_kittest::{
     kittest::Queryable as _,
 };
 use modeldesk::{
-    app::{ModelDeskApp, StartupOptions, Tab},
+    app::{StartupOptions, Tab},
+    gui::ModelDeskApp,
     app_dirs::AppDirs,
     mlflow::{mlmodel::MlModel, schema::{ColType, DataType, Schema}, yaml::Node},
     runtime::Candidates,
@@ -238,8 +239,7 @@ fn creating_and_exporting_a_package_with_progress() {
     idle(&mut harness);
 
     // Export the new package as a zip.
-    let ctx = harness.ctx.clone();
-    harness.state_mut().state.select(&ctx, &destination);
+    harness.state_mut().state.select(&destination);
     idle(&mut harness);
     harness.state_mut().state.tab = Tab::Model;
     harness.run_steps(2);
@@ -263,4 +263,64 @@ fn creating_and_exporting_a_package_with_progress() {
     }
     assert!(saw_progress || zip.is_file());
     assert!(zip.is_file());
+}
+
+/// One rule for search options: genai_config.json, then the package's model_config, then the
+/// user's settings. A package whose model_config differs from its genai_config.json answers the
+/// same in the window's chat, on the command line and through MLflow with the package's wrapper.
+#[test]
+fn a_packages_model_config_drives_the_chat_the_cli_and_the_package_alike() {
+    let home = tempfile::tempdir().unwrap();
+    let package = home.path().join("package");
+    modeldesk::mlflow::create::create_from_onnx(
+        &support::tiny_phi3(),
+        &package,
+        &modeldesk::mlflow::create::CreateOptions { task: modeldesk::mlflow::create::Task::Chat, name: None, python_version: Some("3.11.7".into()) },
+        &mut |_| {},
+        &std::sync::atomic::AtomicBool::new(false),
+    )
+    .unwrap();
+    // genai_config.json says greedy without a penalty up to 2048 tokens; the package differs.
+    let mut model = MlModel::load(&package).unwrap();
+    model.set_config_value("repetition_penalty", Node::Float(1.5));
+    model.set_config_value("max_length", Node::Int(40));
+    assert!(model.save().unwrap());
+    let question = "Hello there";
+
+    let generate = |folder: &Path| -> serde_json::Value {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_modeldesk"))
+            .args(["generate", "--model"])
+            .arg(folder)
+            .args(["--user", question, "--json"])
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        serde_json::from_slice(&output.stdout).unwrap()
+    };
+    let cli = generate(&package);
+    let plain = generate(&support::tiny_phi3());
+    assert_ne!(cli["token_ids"]["completion"], plain["token_ids"]["completion"], "the package's model_config changes the reply");
+    assert_eq!(cli["choices"][0]["finish_reason"], "length", "max_length 40 from model_config ends the reply");
+
+    let script = "import json, sys, mlflow\nm = mlflow.pyfunc.load_model(sys.argv[1])\nprint(json.dumps(m.predict({'messages': [{'role': 'user', 'content': sys.argv[2]}]})))";
+    let predicted: serde_json::Value = serde_json::from_str(support::python(script, &[package.to_str().unwrap(), question]).lines().last().unwrap()).unwrap();
+    let wrapper = &predicted[0];
+
+    let (_home, mut harness) = app_with(&package);
+    harness.get_by_label("Load model").click();
+    step_until(&mut harness, "the model to load", |h| h.query_by_label("Unload").is_some());
+    harness.ctx.set_missing_glyph_policy(egui::epaint::text::MissingGlyphPolicy::Tofu);
+    send(&mut harness, question);
+    step_until(&mut harness, "the reply", |h| h.state().state.chat.streaming.is_none() && h.query_by_label_contains(" completion = ").is_some());
+    let reply = harness.state().state.current_conversation().unwrap().messages.last().unwrap().clone();
+    let usage = reply.stats.unwrap().usage;
+    assert!(harness.query_by_label_contains("/ 40 tokens").is_some(), "the context meter uses the package's max_length");
+
+    let text = cli["choices"][0]["message"]["content"].as_str().unwrap();
+    assert_eq!(reply.content, text, "window and command line");
+    assert_eq!(wrapper["choices"][0]["message"]["content"].as_str(), Some(text), "MLflow's package and command line");
+    for key in ["prompt_tokens", "completion_tokens", "total_tokens"] {
+        assert_eq!(wrapper["usage"][key], cli["usage"][key], "{key}: MLflow's package and command line");
+    }
+    assert_eq!(usage.completion_tokens as u64, cli["usage"]["completion_tokens"].as_u64().unwrap(), "window and command line");
 }

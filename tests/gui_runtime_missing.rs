@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use egui_kittest::{Harness, kittest::Queryable as _};
 use modeldesk::{
-    app::{ModelDeskApp, StartupOptions},
+    app::StartupOptions,
+    gui::ModelDeskApp,
     app_dirs::AppDirs,
     runtime::Candidates,
 };
@@ -42,8 +43,7 @@ fn missing_runtime_shows_the_attempts_and_picking_the_library_works() {
 
     // What the picker does with the chosen file.
     let library = support::runtime_library();
-    let ctx = harness.ctx.clone();
-    harness.state_mut().state.use_runtime_library(&ctx, library);
+    harness.state_mut().state.use_runtime_library(library);
     step_until(&mut harness, "the runtime to load", |h| h.query_by_label_contains(" ready").is_some());
     assert!(harness.query_by_label("ONNX Runtime is missing").is_none());
     // The choice is remembered in the data directory for the next start.

@@ -12,6 +12,7 @@ use clap::Args;
 use serde_json::json;
 
 use super::{KvModeArg, load_runtime};
+use crate::session;
 use crate::engine::{ChatMessage, ContextPolicy, DecoderSettings, Engine, FinishReason, GenerateOptions, Progress, Prompt};
 
 #[derive(Debug, Args)]
@@ -97,6 +98,8 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         kv_mode: args.kv_mode.into(),
         ..GenerateOptions::default()
     };
+    // An MLflow package's model_config sits between genai_config.json and these flags.
+    let options = session::request_options(&session::load_model_defaults(&args.model)?, &options);
     let cancel = AtomicBool::new(false);
     let stream = args.stream && !args.json;
     let mut stdout = std::io::stdout();

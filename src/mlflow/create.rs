@@ -7,9 +7,10 @@ use std::{
     time::SystemTime,
 };
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::{
+    super::engine::GenaiConfig,
     export::{CopyProgress, Copier, ExportError, tree_size},
     files::{InputExample, PythonEnv, write_input_example},
     mlmodel::MlModel,
@@ -54,29 +55,31 @@ pub enum CreateError {
     Write(String),
 }
 
-/// Reads `search` defaults from `genai_config.json` into model_config values.
+/// The package's model_config: the task and name, and the folder's search defaults as
+/// onnxruntime-genai reads them from `genai_config.json` (the same parse the engine uses, so
+/// the package, ModelDesk's chat and the command line start from the same values).
 fn model_config(source: &Path, task: Task, name: &str) -> Result<Mapping, CreateError> {
-    let path = source.join("genai_config.json");
-    let not_onnx = |message: String| CreateError::NotOnnx { path: source.to_path_buf(), message };
-    let text = std::fs::read_to_string(&path).map_err(|e| not_onnx(format!("cannot read genai_config.json ({e})")))?;
-    let config: Value = serde_json::from_str(&text).map_err(|e| not_onnx(format!("genai_config.json is not JSON ({e})")))?;
-    let search = config.get("search").cloned().unwrap_or(json!({}));
-    let context = config["model"]["context_length"].as_u64().ok_or_else(|| not_onnx("genai_config.json has no model.context_length".into()))?;
-    let max_length = search.get("max_length").and_then(Value::as_u64).filter(|v| *v > 0).unwrap_or(context);
+    let loaded = GenaiConfig::load(&source.join("genai_config.json"))
+        .map_err(|e| CreateError::NotOnnx { path: source.to_path_buf(), message: e.to_string() })?;
+    let search = &loaded.config.search;
     let mut map = Mapping::new();
     map.insert("task", Node::Str(match task {
         Task::Prompt => "prompt".into(),
         Task::Chat => "chat".into(),
     }));
     map.insert("model_name", Node::Str(name.to_owned()));
-    map.insert("max_length", Node::Int(i128::from(max_length)));
-    let number = |key: &str, default: f64| Node::Float(search.get(key).and_then(Value::as_f64).unwrap_or(default));
-    map.insert("temperature", number("temperature", 1.0));
-    map.insert("top_p", number("top_p", 0.0));
-    map.insert("top_k", Node::Int(i128::from(search.get("top_k").and_then(Value::as_u64).unwrap_or(50))));
-    map.insert("do_sample", Node::Bool(search.get("do_sample").and_then(Value::as_bool).unwrap_or(false)));
-    map.insert("repetition_penalty", number("repetition_penalty", 1.0));
+    map.insert("max_length", Node::Int(i128::try_from(loaded.config.default_max_length()).unwrap_or(i128::MAX)));
+    map.insert("temperature", Node::Float(as_written(search.temperature)));
+    map.insert("top_p", Node::Float(as_written(search.top_p)));
+    map.insert("top_k", Node::Int(i128::try_from(search.top_k).unwrap_or(i128::MAX)));
+    map.insert("do_sample", Node::Bool(search.do_sample));
+    map.insert("repetition_penalty", Node::Float(as_written(search.repetition_penalty)));
     Ok(map)
+}
+
+/// An f32 option as the config file wrote it (0.9, not 0.8999999761581421).
+fn as_written(value: f32) -> f64 {
+    value.to_string().parse().unwrap_or(f64::from(value))
 }
 
 fn col(name: &str, ty: ColType, required: bool) -> ColSpec {

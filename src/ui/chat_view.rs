@@ -4,40 +4,38 @@
 use egui::{Key, KeyboardShortcut, Modifiers, RichText, Ui};
 
 use crate::{
-    app::{AppState, Streaming},
+    app::{AppState, Intent, Streaming},
     chat::{Conversation, Message, ReplyStats, Role},
     engine::ContextPolicy,
 };
 
-pub fn show(ui: &mut Ui, state: &mut AppState) {
-    let ctx = ui.ctx().clone();
+pub fn show(ui: &mut Ui, state: &mut AppState, out: &mut Vec<Intent>) {
     let Some(selected) = state.persisted.selected.clone() else { return };
     if state.selected_kind().is_some_and(|k| !k.can_chat()) {
         ui.weak("This folder holds no Phi-3 ONNX model to chat with. Its MLflow details are on the Model tab.");
         return;
     }
-    model_bar(ui, state);
+    model_bar(ui, state, out);
     ui.separator();
-    egui::Panel::left("conversations").resizable(true).default_size(190.0).show(ui, |ui| conversations(ui, state, &selected));
-    egui::Panel::bottom("composer").show(ui, |ui| composer(ui, state));
-    egui::CentralPanel::default().show(ui, |ui| transcript(ui, state));
-    let _ = ctx;
+    egui::Panel::left("conversations").resizable(true).default_size(190.0).show(ui, |ui| conversations(ui, state, &selected, out));
+    egui::Panel::bottom("composer").show(ui, |ui| composer(ui, state, out));
+    egui::CentralPanel::default().show(ui, |ui| transcript(ui, state, out));
 }
 
-fn model_bar(ui: &mut Ui, state: &mut AppState) {
-    let ctx = ui.ctx().clone();
+fn model_bar(ui: &mut Ui, state: &AppState, out: &mut Vec<Intent>) {
     ui.horizontal(|ui| {
-        if state.engine.loading {
+        let session = state.selected_session();
+        if session.is_some_and(|s| s.is_loading()) {
             ui.spinner();
             ui.label("Loading the model…");
         } else if state.model_ready() {
             if ui.button("Unload").on_hover_text("Free the model's memory").clicked() {
-                state.unload_model();
+                out.push(Intent::UnloadModel);
             }
         } else if ui.button("Load model").clicked() {
-            state.load_model(&ctx);
+            out.push(Intent::LoadModel);
         }
-        if let Some(error) = &state.engine.error {
+        if let Some(error) = session.and_then(|s| s.error()) {
             ui.colored_label(ui.visuals().error_fg_color, "Load failed (hover for details)").on_hover_text(error);
         }
         ui.separator();
@@ -48,11 +46,11 @@ fn model_bar(ui: &mut Ui, state: &mut AppState) {
 /// Tokens of the current conversation against the context length, with a warning before the
 /// next message will not fit.
 fn context_meter(ui: &mut Ui, state: &AppState) {
-    let Some(facts) = state.engine.facts.as_ref().filter(|_| state.model_ready()) else {
+    let Some(max_length) = state.selected_session().and_then(|s| s.max_length()).filter(|_| state.model_ready()) else {
         ui.weak("Context: load the model to see its size");
         return;
     };
-    let context = facts.default_max_length.max(1);
+    let context = max_length.max(1);
     let used = match &state.chat.streaming {
         Some(s) => s.prompt_tokens.unwrap_or(0) + s.tokens,
         None => state.current_conversation().and_then(Conversation::last_total_tokens).unwrap_or(0),
@@ -68,20 +66,18 @@ fn context_meter(ui: &mut Ui, state: &AppState) {
     }
 }
 
-fn conversations(ui: &mut Ui, state: &mut AppState, model: &std::path::Path) {
+fn conversations(ui: &mut Ui, state: &mut AppState, model: &std::path::Path, out: &mut Vec<Intent>) {
     if ui.button("+ New chat").on_hover_text("Ctrl+N").clicked() {
-        state.new_conversation();
+        out.push(Intent::NewConversation);
     }
     ui.separator();
     let list: Vec<(String, String)> = state.conversations_for(model).iter().map(|c| (c.id.clone(), c.title.clone())).collect();
-    let mut delete = None;
-    let mut rename_done = None;
     egui::ScrollArea::vertical().id_salt("conversation_list").show(ui, |ui| {
         for (id, title) in &list {
             if let Some((renaming, text)) = state.chat.renaming.as_mut().filter(|(r, _)| r == id) {
                 let response = ui.text_edit_singleline(text);
                 if response.lost_focus() {
-                    rename_done = Some((renaming.clone(), text.clone()));
+                    out.push(Intent::Rename { id: renaming.clone(), title: text.clone() });
                 }
                 response.request_focus();
                 continue;
@@ -89,60 +85,28 @@ fn conversations(ui: &mut Ui, state: &mut AppState, model: &std::path::Path) {
             let selected = state.chat.current.as_ref() == Some(id);
             let response = ui.selectable_label(selected, title);
             if response.clicked() {
-                state.chat.current = Some(id.clone());
-                state.chat.editing = None;
+                out.push(Intent::SelectConversation(id.clone()));
             }
             response.context_menu(|ui| {
                 if ui.button("Rename").clicked() {
-                    state.chat.renaming = Some((id.clone(), title.clone()));
+                    out.push(Intent::StartRename { id: id.clone(), title: title.clone() });
                     ui.close();
                 }
                 if ui.button("Export as Markdown…").clicked() {
-                    export_conversation(state, id, false);
+                    out.push(Intent::ExportConversation { id: id.clone(), json: false });
                     ui.close();
                 }
                 if ui.button("Export as llm/v1/chat JSON…").clicked() {
-                    export_conversation(state, id, true);
+                    out.push(Intent::ExportConversation { id: id.clone(), json: true });
                     ui.close();
                 }
                 if ui.button("Delete").clicked() {
-                    delete = Some(id.clone());
+                    out.push(Intent::DeleteConversation(id.clone()));
                     ui.close();
                 }
             });
         }
     });
-    if let Some((id, title)) = rename_done {
-        state.chat.renaming = None;
-        if let Some(conversation) = state.chat.conversations.iter_mut().find(|c| c.id == id) {
-            if !title.trim().is_empty() {
-                conversation.title = title.trim().to_owned();
-            }
-        }
-        state.persist_conversation(&id);
-    }
-    if let Some(id) = delete {
-        state.delete_conversation(&id);
-    }
-}
-
-/// Writes a conversation next to the model folder's parent, named after it (no dialog needed;
-/// the notice says where).
-fn export_conversation(state: &mut AppState, id: &str, json: bool) {
-    let Some(conversation) = state.chat.conversations.iter().find(|c| c.id == id) else { return };
-    let (text, extension) = if json {
-        (serde_json::to_string_pretty(&conversation.to_chat_json()).unwrap_or_default(), "json")
-    } else {
-        (conversation.to_markdown(), "md")
-    };
-    let dir = state.dirs.as_ref().map(|d| d.data.join("exports")).unwrap_or_else(std::env::temp_dir);
-    let safe: String = conversation.title.chars().map(|c| if c.is_alphanumeric() || c == '-' { c } else { '_' }).collect();
-    let path = dir.join(format!("{}-{}.{extension}", safe.trim_matches('_'), &conversation.id[..8]));
-    let result = std::fs::create_dir_all(&dir).and_then(|_| crate::mlflow::mlmodel::write_atomically(&path, text.as_bytes()));
-    match result {
-        Ok(()) => state.notify(format!("Exported to {}", path.display())),
-        Err(e) => state.notify_error("The conversation could not be exported", Some(e.to_string())),
-    }
 }
 
 fn usage_line(ui: &mut Ui, stats: &ReplyStats) {
@@ -221,8 +185,7 @@ fn streaming_row(ui: &mut Ui, markdown: &mut egui_commonmark::CommonMarkCache, s
     });
 }
 
-fn transcript(ui: &mut Ui, state: &mut AppState) {
-    let ctx = ui.ctx().clone();
+fn transcript(ui: &mut Ui, state: &mut AppState, out: &mut Vec<Intent>) {
     let Some(conversation_id) = state.chat.current.clone() else {
         ui.vertical_centered(|ui| {
             ui.add_space(40.0);
@@ -273,23 +236,19 @@ fn transcript(ui: &mut Ui, state: &mut AppState) {
         }
     });
     match action {
-        Some(RowAction::Copy(text)) => {
-            ctx.copy_text(text);
-            state.notify("Copied");
-        }
-        Some(RowAction::Edit(index, text)) => state.chat.editing = Some((index, text)),
-        Some(RowAction::Regenerate) => state.regenerate(&ctx),
+        Some(RowAction::Copy(text)) => out.push(Intent::CopyText(text)),
+        Some(RowAction::Edit(index, text)) => out.push(Intent::EditMessage { index, text }),
+        Some(RowAction::Regenerate) => out.push(Intent::Regenerate),
         None => {}
     }
     if let (Some(index), Some((_, text))) = (resend, state.chat.editing.clone()) {
-        state.resend_edited(&ctx, index, text);
+        out.push(Intent::ResendEdited { index, text });
     }
 }
 
-fn composer(ui: &mut Ui, state: &mut AppState) {
-    let ctx = ui.ctx().clone();
+fn composer(ui: &mut Ui, state: &mut AppState, out: &mut Vec<Intent>) {
     ui.add_space(4.0);
-    settings(ui, state);
+    settings(ui, state, out);
     let ready = state.model_ready();
     let streaming = state.chat.streaming.is_some();
     ui.horizontal(|ui| {
@@ -302,18 +261,18 @@ fn composer(ui: &mut Ui, state: &mut AppState) {
         let enter = response.has_focus() && ui.input(|i| i.key_pressed(Key::Enter) && !i.modifiers.shift);
         if streaming {
             if ui.button("Stop").on_hover_text("Esc").clicked() {
-                state.stop_reply();
+                out.push(Intent::StopReply);
             }
         } else if ui.add_enabled(ready && !state.chat.draft.trim().is_empty(), egui::Button::new("Send")).clicked() || (enter && ready) {
-            state.send(&ctx);
+            out.push(Intent::Send);
             response.request_focus();
         }
     });
     ui.add_space(4.0);
 }
 
-fn settings(ui: &mut Ui, state: &mut AppState) {
-    let defaults = state.engine.facts.as_ref().map(|f| f.search.clone());
+fn settings(ui: &mut Ui, state: &mut AppState, out: &mut Vec<Intent>) {
+    let defaults = state.selected_session().and_then(|s| s.effective_search());
     let mut policy_drop = state.chat.policy == ContextPolicy::DropOldestTurns;
     let id = state.chat.current.clone();
     let mut changed = false;
@@ -365,7 +324,7 @@ fn settings(ui: &mut Ui, state: &mut AppState) {
     state.chat.policy = if policy_drop { ContextPolicy::DropOldestTurns } else { ContextPolicy::Refuse };
     if changed {
         if let Some(id) = id {
-            state.persist_conversation(&id);
+            out.push(Intent::ConversationEdited(id));
         }
     }
 }

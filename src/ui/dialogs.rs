@@ -3,15 +3,10 @@
 
 use egui::RichText;
 
-use crate::app::{AppState, DialogKind};
+use crate::app::{AppState, DialogKind, Intent};
 
-pub fn show(ctx: &egui::Context, state: &mut AppState) {
+pub fn show(ctx: &egui::Context, state: &mut AppState, out: &mut Vec<Intent>) {
     let Some(dialog) = state.dialog.as_mut() else { return };
-    let mut close = false;
-    let mut run = false;
-    let mut cancel = false;
-    let mut browse = false;
-    let mut open_result = None;
     let title = match dialog.kind {
         DialogKind::Create => "Create MLflow model",
         DialogKind::Export => "Export package",
@@ -37,7 +32,7 @@ pub fn show(ctx: &egui::Context, state: &mut AppState) {
             };
             ui.add(egui::ProgressBar::new(fraction).text(text));
             if ui.button("Cancel").clicked() {
-                cancel = true;
+                out.push(Intent::CancelJob);
             }
         } else if let Some(outcome) = &dialog.outcome {
             match outcome {
@@ -46,17 +41,19 @@ pub fn show(ctx: &egui::Context, state: &mut AppState) {
                     ui.label(RichText::new(format!("Written to {}", path.display())).strong());
                     ui.horizontal(|ui| {
                         if ui.button("Open folder").clicked() {
-                            open_result = Some(if path.is_dir() { path.clone() } else { path.parent().map(|p| p.to_path_buf()).unwrap_or_default() });
+                            // A zip opens the folder it was written into.
+                            let zip = path.extension().is_some_and(|e| e == "zip");
+                            out.push(Intent::Reveal(if zip { path.parent().map(|p| p.to_path_buf()).unwrap_or_default() } else { path.clone() }));
                         }
                         if ui.button("Close").clicked() {
-                            close = true;
+                            out.push(Intent::CloseDialog);
                         }
                     });
                 }
                 Err(message) => {
                     ui.colored_label(ui.visuals().error_fg_color, if message == "cancelled" { "Cancelled; nothing was written." } else { message.as_str() });
                     if ui.button("Close").clicked() {
-                        close = true;
+                        out.push(Intent::CloseDialog);
                     }
                 }
             }
@@ -81,41 +78,24 @@ pub fn show(ctx: &egui::Context, state: &mut AppState) {
                 ui.horizontal(|ui| {
                     ui.add(egui::TextEdit::singleline(&mut dialog.destination).desired_width(300.0));
                     if ui.button("Browse…").clicked() {
-                        browse = true;
+                        out.push(Intent::PickDestination);
                     }
                 });
                 ui.end_row();
             });
-            let exists = std::path::Path::new(dialog.destination.trim()).exists();
+            let exists = dialog.destination_exists;
             if exists {
                 ui.colored_label(ui.visuals().warn_fg_color, "That destination exists; choose a new name.");
             }
             ui.horizontal(|ui| {
                 let label = if dialog.kind == DialogKind::Create { "Create" } else { "Export" };
                 if ui.add_enabled(!exists && !dialog.destination.trim().is_empty(), egui::Button::new(label)).clicked() {
-                    run = true;
+                    out.push(Intent::RunDialog);
                 }
                 if ui.button("Cancel").clicked() {
-                    close = true;
+                    out.push(Intent::CloseDialog);
                 }
             });
         }
     });
-    if run {
-        state.run_dialog(ctx);
-    }
-    if cancel {
-        state.cancel_dialog_job();
-    }
-    if browse {
-        state.pick_destination(ctx);
-    }
-    if let Some(path) = open_result {
-        if let Err(e) = open::that_detached(&path) {
-            state.notify_error("The folder could not be opened", Some(e.to_string()));
-        }
-    }
-    if close {
-        state.dialog = None;
-    }
 }

@@ -2,15 +2,14 @@
 
 use egui::RichText;
 
-use crate::app::AppState;
+use crate::app::{AppState, Intent};
 
-pub fn show(ui: &mut egui::Ui, state: &mut AppState) {
-    let ctx = ui.ctx().clone();
+pub fn show(ui: &mut egui::Ui, state: &AppState, out: &mut Vec<Intent>) {
     ui.horizontal(|ui| {
         ui.heading("Library");
         ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
             if ui.button("Open folder…").clicked() {
-                state.pick_model_folder(&ctx);
+                out.push(Intent::PickModelFolder);
             }
         });
     });
@@ -19,9 +18,6 @@ pub fn show(ui: &mut egui::Ui, state: &mut AppState) {
         ui.weak("No models yet. Open a Phi-3 ONNX folder or an MLflow model folder, or drop one here.");
         return;
     }
-    let mut select = None;
-    let mut remove = None;
-    let mut reveal = None;
     egui::ScrollArea::vertical().auto_shrink([false, false]).show(ui, |ui| {
         for entry in &state.persisted.library {
             let selected = state.persisted.selected.as_ref() == Some(&entry.path);
@@ -50,31 +46,18 @@ pub fn show(ui: &mut egui::Ui, state: &mut AppState) {
                 .interact(egui::Sense::click())
                 .on_hover_text(entry.path.display().to_string());
             if response.clicked() {
-                select = Some(entry.path.clone());
+                out.push(Intent::Select(entry.path.clone()));
             }
             response.context_menu(|ui| {
                 if ui.button("Reveal in file manager").clicked() {
-                    reveal = Some(entry.path.clone());
+                    out.push(Intent::Reveal(entry.path.clone()));
                     ui.close();
                 }
                 if ui.button("Remove from list").clicked() {
-                    remove = Some(entry.path.clone());
+                    out.push(Intent::RemoveEntry(entry.path.clone()));
                     ui.close();
                 }
             });
         }
     });
-    if let Some(path) = select {
-        if state.persisted.selected.as_ref() != Some(&path) {
-            state.request_select(&ctx, &path);
-        }
-    }
-    if let Some(path) = remove {
-        state.remove_entry(&path);
-    }
-    if let Some(path) = reveal {
-        if let Err(e) = open::that_detached(&path) {
-            state.notify_error("The file manager could not be opened", Some(e.to_string()));
-        }
-    }
 }

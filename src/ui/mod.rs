@@ -1,185 +1,131 @@
-//! egui views. They draw `AppState` and turn clicks into calls on it; no file or model work here.
+//! egui views. They draw `AppState` and return [`Intent`]s for what the user asked; `app`
+//! carries them out. No file, thread or model work happens here.
 
 mod chat_view;
 mod dialogs;
+pub mod keymap;
 mod library;
 mod model_view;
 
-use egui::{Key, KeyboardShortcut, Modifiers, RichText};
+use egui::RichText;
 
-use crate::app::{AppState, RuntimeStatus, Tab};
+use crate::app::{AppState, CloseChoice, DialogKind, Intent, RuntimeStatus, SwitchChoice, Tab};
 
-pub const OPEN: KeyboardShortcut = KeyboardShortcut::new(Modifiers::COMMAND, Key::O);
-pub const SAVE: KeyboardShortcut = KeyboardShortcut::new(Modifiers::COMMAND, Key::S);
-pub const NEW_CHAT: KeyboardShortcut = KeyboardShortcut::new(Modifiers::COMMAND, Key::N);
-pub const STOP: KeyboardShortcut = KeyboardShortcut::new(Modifiers::NONE, Key::Escape);
-
-/// Spacing and text sizes shared by every view.
-pub fn style(ctx: &egui::Context) {
-    ctx.all_styles_mut(|style| {
-        style.spacing.item_spacing = egui::vec2(8.0, 6.0);
-        style.spacing.button_padding = egui::vec2(8.0, 4.0);
-        style.spacing.interact_size.y = 24.0;
-    });
-}
-
-/// Draws the whole window.
-pub fn show(ui: &mut egui::Ui, state: &mut AppState) {
+/// Draws the whole window; returns what the user asked for this frame.
+pub fn show(ui: &mut egui::Ui, state: &mut AppState) -> Vec<Intent> {
     let ctx = ui.ctx().clone();
-    shortcuts(&ctx, state);
-    handle_close(&ctx, state);
-    egui::Panel::top("menu_bar").show(ui, |ui| menu_bar(ui, state));
+    let mut out = Vec::new();
+    keymap::pressed(&ctx, state, &mut out);
+    if ctx.input(|i| i.viewport().close_requested()) {
+        out.push(Intent::CloseRequested);
+    }
+    egui::Panel::top("menu_bar").show(ui, |ui| menu_bar(ui, state, &mut out));
     egui::Panel::bottom("status_bar").show(ui, |ui| status_bar(ui, state));
-    egui::Panel::left("library").resizable(true).default_size(270.0).min_size(200.0).show(ui, |ui| library::show(ui, state));
-    egui::CentralPanel::default().show(ui, |ui| central(ui, state));
-    drop_target(&ctx, state);
-    dialogs::show(&ctx, state);
-    notices(&ctx, state);
+    egui::Panel::left("library").resizable(true).default_size(270.0).min_size(200.0).show(ui, |ui| library::show(ui, state, &mut out));
+    egui::CentralPanel::default().show(ui, |ui| central(ui, state, &mut out));
+    drop_target(&ctx, &mut out);
+    dialogs::show(&ctx, state, &mut out);
+    notices(&ctx, state, &mut out);
     about_and_help(&ctx, state);
-    crash_report(&ctx, state);
-    confirm_switch(&ctx, state);
+    crash_report(&ctx, state, &mut out);
+    confirm_switch(&ctx, state, &mut out);
+    confirm_close(&ctx, state, &mut out);
+    out
 }
 
-fn confirm_switch(ctx: &egui::Context, state: &mut AppState) {
-    let Some(next) = state.pending_select.clone() else { return };
-    if state.saving.is_some() {
+fn confirm_switch(ctx: &egui::Context, state: &AppState, out: &mut Vec<Intent>) {
+    if state.pending_select.is_none() || state.saving.is_some() {
         return;
     }
-    let mut choice = None;
     egui::Modal::new(egui::Id::unique("confirm_switch")).show(ctx, |ui| {
         ui.heading("Unsaved changes");
         ui.label("This model has edits that are not saved. Save them before opening another model?");
         ui.horizontal(|ui| {
-            if ui.button("Save").clicked() {
-                choice = Some(0);
-            }
-            if ui.button("Discard").clicked() {
-                choice = Some(1);
-            }
-            if ui.button("Cancel").clicked() {
-                choice = Some(2);
+            for (label, choice) in [("Save", SwitchChoice::Save), ("Discard", SwitchChoice::Discard), ("Cancel", SwitchChoice::Cancel)] {
+                if ui.button(label).clicked() {
+                    out.push(Intent::ConfirmSwitch(choice));
+                }
             }
         });
     });
-    match choice {
-        Some(0) => state.save_model(ctx),
-        Some(1) => {
-            state.pending_select = None;
-            state.select(ctx, &next);
-        }
-        Some(_) => state.pending_select = None,
-        None => {}
-    }
 }
 
-fn crash_report(ctx: &egui::Context, state: &mut AppState) {
-    let Some(log) = state.crash_report.clone() else { return };
-    let mut close = false;
+fn crash_report(ctx: &egui::Context, state: &AppState, out: &mut Vec<Intent>) {
+    let Some(log) = &state.crash_report else { return };
     egui::Modal::new(egui::Id::unique("crash_report")).show(ctx, |ui| {
         ui.heading("ModelDesk closed unexpectedly last time");
         ui.label("What happened was written to this file; it helps to include it when you report the problem:");
         ui.monospace(log.display().to_string());
         ui.horizontal(|ui| {
             if ui.button("Open log folder").clicked() {
-                let _ = open::that_detached(log.parent().unwrap_or(&log));
+                out.push(Intent::Reveal(log.parent().unwrap_or(log).to_path_buf()));
             }
             if ui.button("OK").clicked() {
-                close = true;
+                out.push(Intent::CrashReportSeen);
             }
         });
     });
-    if close {
-        if let Some(dirs) = &state.dirs {
-            crate::crash::mark_reported(dirs, &log);
-        }
-        state.crash_report = None;
-    }
 }
 
-fn shortcuts(ctx: &egui::Context, state: &mut AppState) {
-    if ctx.input_mut(|i| i.consume_shortcut(&OPEN)) {
-        state.pick_model_folder(ctx);
-    }
-    if ctx.input_mut(|i| i.consume_shortcut(&SAVE)) {
-        state.save_model(ctx);
-    }
-    if ctx.input_mut(|i| i.consume_shortcut(&NEW_CHAT)) {
-        state.tab = Tab::Chat;
-        state.new_conversation();
-    }
-    if state.chat.streaming.is_some() && ctx.input_mut(|i| i.consume_shortcut(&STOP)) {
-        state.stop_reply();
-    }
-}
 
-fn handle_close(ctx: &egui::Context, state: &mut AppState) {
-    if ctx.input(|i| i.viewport().close_requested()) && state.has_unsaved_edits() && !state.allow_close {
-        ctx.send_viewport_cmd(egui::ViewportCommand::CancelClose);
-        state.confirm_close = true;
+fn confirm_close(ctx: &egui::Context, state: &AppState, out: &mut Vec<Intent>) {
+    if !state.confirm_close {
+        return;
     }
-    if state.confirm_close {
-        egui::Modal::new(egui::Id::unique("confirm_close")).show(ctx, |ui| {
-            ui.heading("Unsaved changes");
-            ui.label("The model has edits that are not saved. Close anyway?");
-            ui.horizontal(|ui| {
-                if ui.button("Save and close").clicked() {
-                    state.save_model(ctx);
-                    state.confirm_close = false;
+    egui::Modal::new(egui::Id::unique("confirm_close")).show(ctx, |ui| {
+        ui.heading("Unsaved changes");
+        ui.label("The model has edits that are not saved. Close anyway?");
+        ui.horizontal(|ui| {
+            for (label, choice) in [
+                ("Save and close", CloseChoice::SaveAndClose),
+                ("Discard and close", CloseChoice::DiscardAndClose),
+                ("Cancel", CloseChoice::Cancel),
+            ] {
+                if ui.button(label).clicked() {
+                    out.push(Intent::ConfirmClose(choice));
                 }
-                if ui.button("Discard and close").clicked() {
-                    state.allow_close = true;
-                    state.confirm_close = false;
-                    ctx.send_viewport_cmd(egui::ViewportCommand::Close);
-                }
-                if ui.button("Cancel").clicked() {
-                    state.confirm_close = false;
-                }
-            });
+            }
         });
-    }
+    });
 }
 
-fn menu_bar(ui: &mut egui::Ui, state: &mut AppState) {
+fn menu_bar(ui: &mut egui::Ui, state: &AppState, out: &mut Vec<Intent>) {
     let ctx = ui.ctx().clone();
     egui::MenuBar::new().ui(ui, |ui| {
         ui.menu_button("File", |ui| {
-            if ui.add(egui::Button::new("Open folder…").shortcut_text(ctx.format_shortcut(&OPEN))).clicked() {
-                state.pick_model_folder(&ctx);
+            if ui.add(egui::Button::new("Open folder…").shortcut_text(ctx.format_shortcut(&keymap::OPEN))).clicked() {
+                out.push(Intent::PickModelFolder);
             }
             let can_save = state.has_unsaved_edits();
-            if ui.add_enabled(can_save, egui::Button::new("Save").shortcut_text(ctx.format_shortcut(&SAVE))).clicked() {
-                state.save_model(&ctx);
+            if ui.add_enabled(can_save, egui::Button::new("Save").shortcut_text(ctx.format_shortcut(&keymap::SAVE))).clicked() {
+                out.push(Intent::SaveModel);
             }
-            if ui.add(egui::Button::new("New chat").shortcut_text(ctx.format_shortcut(&NEW_CHAT))).clicked() {
-                state.tab = Tab::Chat;
-                state.new_conversation();
+            if ui.add(egui::Button::new("New chat").shortcut_text(ctx.format_shortcut(&keymap::NEW_CHAT))).clicked() {
+                out.push(Intent::NewConversation);
             }
             ui.separator();
             if ui.button("Quit").clicked() {
-                ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+                out.push(Intent::Quit);
             }
         });
         ui.menu_button("Actions", |ui| {
             let kind = state.selected_kind();
             if ui.add_enabled(kind.is_some_and(|k| k.can_chat()), egui::Button::new("Create MLflow model…")).clicked() {
-                state.open_dialog(crate::app::DialogKind::Create);
+                out.push(Intent::OpenDialog(DialogKind::Create));
             }
             if ui.add_enabled(kind.is_some_and(|k| k.is_mlflow()), egui::Button::new("Export package…")).clicked() {
-                state.open_dialog(crate::app::DialogKind::Export);
+                out.push(Intent::OpenDialog(DialogKind::Export));
             }
             if ui.add_enabled(state.persisted.selected.is_some(), egui::Button::new("Check again")).clicked() {
-                if let Some(path) = state.persisted.selected.clone() {
-                    state.rescan(&ctx, &path);
-                    state.select(&ctx, &path);
-                }
+                out.push(Intent::CheckAgain);
             }
         });
         ui.menu_button("Help", |ui| {
             if ui.button("Keyboard shortcuts").clicked() {
-                state.shortcuts_open = true;
+                out.push(Intent::ShowShortcuts);
             }
             if ui.button("About ModelDesk").clicked() {
-                state.about_open = true;
+                out.push(Intent::ShowAbout);
             }
         });
     });
@@ -201,7 +147,8 @@ fn status_bar(ui: &mut egui::Ui, state: &AppState) {
             }
         }
         ui.separator();
-        match (&state.engine.facts, state.engine.loading) {
+        let session = state.engine.session.as_ref();
+        match (session.and_then(|s| s.facts()), state.engine.is_loading()) {
             (_, true) => {
                 ui.spinner();
                 ui.label("Loading model…");
@@ -221,14 +168,13 @@ fn status_bar(ui: &mut egui::Ui, state: &AppState) {
     });
 }
 
-fn central(ui: &mut egui::Ui, state: &mut AppState) {
+fn central(ui: &mut egui::Ui, state: &mut AppState, out: &mut Vec<Intent>) {
     if let RuntimeStatus::Missing { message } = &state.runtime {
-        let message = message.clone();
-        runtime_missing(ui, state, &message);
+        runtime_missing(ui, message, state.runtime_pick.is_some(), out);
         return;
     }
     let Some(entry) = state.selected_entry().cloned() else {
-        welcome(ui, state);
+        welcome(ui, out);
         return;
     };
     ui.horizontal(|ui| {
@@ -238,17 +184,20 @@ fn central(ui: &mut egui::Ui, state: &mut AppState) {
         }
     });
     ui.horizontal(|ui| {
-        ui.selectable_value(&mut state.tab, Tab::Chat, "Chat");
-        ui.selectable_value(&mut state.tab, Tab::Model, "Model");
+        for (tab, label) in [(Tab::Chat, "Chat"), (Tab::Model, "Model")] {
+            if ui.selectable_label(state.tab == tab, label).clicked() {
+                out.push(Intent::SetTab(tab));
+            }
+        }
     });
     ui.separator();
     match state.tab {
-        Tab::Chat => chat_view::show(ui, state),
-        Tab::Model => model_view::show(ui, state),
+        Tab::Chat => chat_view::show(ui, state, out),
+        Tab::Model => model_view::show(ui, state, out),
     }
 }
 
-fn welcome(ui: &mut egui::Ui, state: &mut AppState) {
+fn welcome(ui: &mut egui::Ui, out: &mut Vec<Intent>) {
     ui.vertical_centered(|ui| {
         ui.add_space(ui.available_height() * 0.18);
         ui.heading(RichText::new("Welcome to ModelDesk").size(26.0));
@@ -256,7 +205,7 @@ fn welcome(ui: &mut egui::Ui, state: &mut AppState) {
         ui.label("Chat with Phi-3 ONNX models on your computer, and edit and export MLflow model folders.");
         ui.add_space(12.0);
         if ui.button(RichText::new("Open a model folder…").size(16.0)).clicked() {
-            state.pick_model_folder(ui.ctx());
+            out.push(Intent::PickModelFolder);
         }
         ui.add_space(8.0);
         ui.weak("…or drag a folder onto this window.");
@@ -267,7 +216,7 @@ fn welcome(ui: &mut egui::Ui, state: &mut AppState) {
     });
 }
 
-fn runtime_missing(ui: &mut egui::Ui, state: &mut AppState, message: &str) {
+fn runtime_missing(ui: &mut egui::Ui, message: &str, picking: bool, out: &mut Vec<Intent>) {
     ui.heading("ONNX Runtime is missing");
     ui.label("ModelDesk runs models with ONNX Runtime, and could not load its library.");
     ui.add_space(6.0);
@@ -275,13 +224,12 @@ fn runtime_missing(ui: &mut egui::Ui, state: &mut AppState, message: &str) {
         ui.monospace(message);
     });
     ui.add_space(6.0);
-    let picking = state.runtime_pick.is_some();
     if ui.add_enabled(!picking, egui::Button::new("Choose ONNX Runtime library…")).clicked() {
-        state.pick_runtime_library(ui.ctx());
+        out.push(Intent::PickRuntimeLibrary);
     }
 }
 
-fn drop_target(ctx: &egui::Context, state: &mut AppState) {
+fn drop_target(ctx: &egui::Context, out: &mut Vec<Intent>) {
     let hovering = ctx.input(|i| !i.raw.hovered_files.is_empty());
     if hovering {
         let screen = ctx.content_rect();
@@ -296,16 +244,13 @@ fn drop_target(ctx: &egui::Context, state: &mut AppState) {
         );
     }
     let dropped: Vec<std::path::PathBuf> = ctx.input(|i| i.raw.dropped_files.iter().map(|f| f.path().to_path_buf()).collect());
-    for path in dropped {
-        state.handle_drop(ctx, &path);
-    }
+    out.extend(dropped.into_iter().map(Intent::Dropped));
 }
 
-fn notices(ctx: &egui::Context, state: &mut AppState) {
+fn notices(ctx: &egui::Context, state: &AppState, out: &mut Vec<Intent>) {
     if state.notices.is_empty() {
         return;
     }
-    let mut dismiss = None;
     egui::Area::new(egui::Id::unique("notices"))
         .anchor(egui::Align2::RIGHT_TOP, egui::vec2(-12.0, 40.0))
         .order(egui::Order::Foreground)
@@ -319,7 +264,7 @@ fn notices(ctx: &egui::Context, state: &mut AppState) {
                         }
                         ui.label(&notice.text);
                         if ui.small_button("x").on_hover_text("Dismiss").clicked() {
-                            dismiss = Some(index);
+                            out.push(Intent::DismissNotice(index));
                         }
                     });
                     if let Some(details) = &notice.details {
@@ -330,34 +275,31 @@ fn notices(ctx: &egui::Context, state: &mut AppState) {
                 });
             }
         });
-    if let Some(index) = dismiss {
-        state.notices.remove(index);
-    }
 }
 
 fn about_and_help(ctx: &egui::Context, state: &mut AppState) {
+    let runtime = match &state.runtime {
+        RuntimeStatus::Loaded(runtime) => format!("ONNX Runtime {} from {}", runtime.version, runtime.library_path.display()),
+        _ => "ONNX Runtime: not loaded".into(),
+    };
     egui::Window::new("About ModelDesk").open(&mut state.about_open).resizable(false).collapsible(false).show(ctx, |ui| {
         ui.heading(format!("ModelDesk {}", env!("CARGO_PKG_VERSION")));
         ui.label("Chat with local Phi-3 ONNX models; manage and export MLflow model folders.");
-        match &state.runtime {
-            RuntimeStatus::Loaded(runtime) => ui.label(format!("ONNX Runtime {} from {}", runtime.version, runtime.library_path.display())),
-            _ => ui.label("ONNX Runtime: not loaded"),
-        };
+        ui.label(runtime);
         ui.label(format!("Packages target MLflow {}", crate::mlflow::create::MLFLOW_VERSION));
     });
     egui::Window::new("Keyboard shortcuts").open(&mut state.shortcuts_open).resizable(false).collapsible(false).show(ctx, |ui| {
         egui::Grid::new("shortcuts").num_columns(2).show(ui, |ui| {
-            for (shortcut, what) in [(OPEN, "Open a model folder"), (SAVE, "Save the model's edits"), (NEW_CHAT, "New chat")] {
-                ui.monospace(ctx.format_shortcut(&shortcut));
-                ui.label(what);
+            for binding in keymap::BINDINGS {
+                ui.monospace(ctx.format_shortcut(&binding.shortcut));
+                ui.label(binding.what);
                 ui.end_row();
             }
-            ui.monospace("Esc");
-            ui.label("Stop the reply");
-            ui.end_row();
-            ui.monospace("Enter / Shift+Enter");
-            ui.label("Send / new line");
-            ui.end_row();
+            for (keys, what) in keymap::OTHER_KEYS {
+                ui.monospace(*keys);
+                ui.label(*what);
+                ui.end_row();
+            }
         });
     });
 }

@@ -5,35 +5,31 @@ use egui::{RichText, Ui};
 
 use crate::{
     app::{
-        AppState, DialogKind,
+        AppState, DialogKind, Intent,
         editor::{ConfigRow, ConfigValue, KNOWN_CONFIG_KEYS, ModelEditor, ParamDraft},
     },
     mlflow::schema::{ColSpec, ColType, DataType, Property, Schema, Signature, TENSOR_DTYPES, TensorSpec, type_label},
 };
 
-pub fn show(ui: &mut Ui, state: &mut AppState) {
-    let ctx = ui.ctx().clone();
+pub fn show(ui: &mut Ui, state: &mut AppState, out: &mut Vec<Intent>) {
+    let saving = state.saving.is_some();
     let Some(editor) = state.editor.as_mut() else {
         ui.spinner();
         ui.label("Reading the folder…");
         return;
     };
     let mut changed = false;
-    let mut save = false;
-    let mut revert = false;
-    let mut create = false;
-    let mut export = false;
     if editor.is_mlflow() {
         ui.horizontal(|ui| {
             let dirty = editor.dirty;
             let ok = editor.messages.is_empty();
-            if ui.add_enabled(dirty && ok && state.saving.is_none(), egui::Button::new("Save")).on_hover_text("Ctrl+S").clicked() {
-                save = true;
+            if ui.add_enabled(dirty && ok && !saving, egui::Button::new("Save")).on_hover_text("Ctrl+S").clicked() {
+                out.push(Intent::SaveModel);
             }
             if ui.add_enabled(dirty, egui::Button::new("Revert")).clicked() {
-                revert = true;
+                out.push(Intent::RevertModel);
             }
-            if state.saving.is_some() {
+            if saving {
                 ui.spinner();
                 ui.label("Saving…");
             } else if dirty && !ok {
@@ -41,7 +37,7 @@ pub fn show(ui: &mut Ui, state: &mut AppState) {
             }
             ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
                 if ui.button("Export package…").clicked() {
-                    export = true;
+                    out.push(Intent::OpenDialog(DialogKind::Export));
                 }
             });
         });
@@ -66,25 +62,13 @@ pub fn show(ui: &mut Ui, state: &mut AppState) {
             if !editor.is_mlflow() {
                 ui.add_space(8.0);
                 if ui.button("Create MLflow model…").clicked() {
-                    create = true;
+                    out.push(Intent::OpenDialog(DialogKind::Create));
                 }
             }
         }
     });
     if changed {
         editor.check();
-    }
-    if revert {
-        editor.revert();
-    }
-    if save {
-        state.save_model(&ctx);
-    }
-    if create {
-        state.open_dialog(DialogKind::Create);
-    }
-    if export {
-        state.open_dialog(DialogKind::Export);
     }
 }
 

@@ -1,0 +1,170 @@
+//! What the user asked for. Views return intents; [`AppState::apply`] carries them out, so every
+//! file, thread and model operation starts here and nowhere in `ui`.
+
+use std::path::PathBuf;
+
+use super::{AppState, DialogKind, Tab};
+
+/// The answer to "save the edits before opening another model?".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SwitchChoice {
+    Save,
+    Discard,
+    Cancel,
+}
+
+/// The answer to "close with unsaved edits?".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseChoice {
+    SaveAndClose,
+    DiscardAndClose,
+    Cancel,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Intent {
+    // library and files
+    PickModelFolder,
+    OpenFolder(PathBuf),
+    /// A path dropped on the window: its model folder opens, anything else is explained.
+    Dropped(PathBuf),
+    /// A library entry clicked (asks first when there are unsaved edits).
+    Select(PathBuf),
+    RemoveEntry(PathBuf),
+    Reveal(PathBuf),
+    CheckAgain,
+    PickRuntimeLibrary,
+    ConfirmSwitch(SwitchChoice),
+    // model editor
+    SaveModel,
+    RevertModel,
+    // create / export
+    OpenDialog(DialogKind),
+    PickDestination,
+    RunDialog,
+    CancelJob,
+    CloseDialog,
+    // engine and chat
+    LoadModel,
+    UnloadModel,
+    NewConversation,
+    SelectConversation(String),
+    StartRename { id: String, title: String },
+    Rename { id: String, title: String },
+    DeleteConversation(String),
+    ExportConversation { id: String, json: bool },
+    /// A conversation's system prompt or settings changed.
+    ConversationEdited(String),
+    Send,
+    StopReply,
+    Regenerate,
+    EditMessage { index: usize, text: String },
+    ResendEdited { index: usize, text: String },
+    CopyText(String),
+    // window
+    SetTab(Tab),
+    ShowAbout,
+    ShowShortcuts,
+    DismissNotice(usize),
+    CrashReportSeen,
+    CloseRequested,
+    ConfirmClose(CloseChoice),
+    Quit,
+}
+
+impl AppState {
+    /// Carries out what the user asked for.
+    pub fn apply(&mut self, intent: Intent) {
+        match intent {
+            Intent::PickModelFolder => self.pick_model_folder(),
+            Intent::OpenFolder(path) => self.open_folder(&path),
+            Intent::Dropped(path) => self.handle_drop(&path),
+            Intent::Select(path) => self.request_select(&path),
+            Intent::RemoveEntry(path) => self.remove_entry(&path),
+            Intent::Reveal(path) => self.reveal(&path),
+            Intent::CheckAgain => self.check_again(),
+            Intent::PickRuntimeLibrary => self.pick_runtime_library(),
+            Intent::ConfirmSwitch(choice) => self.confirm_switch(choice),
+            Intent::SaveModel => self.save_model(),
+            Intent::RevertModel => self.revert_model(),
+            Intent::OpenDialog(kind) => self.open_dialog(kind),
+            Intent::PickDestination => self.pick_destination(),
+            Intent::RunDialog => self.run_dialog(),
+            Intent::CancelJob => self.cancel_dialog_job(),
+            Intent::CloseDialog => self.dialog = None,
+            Intent::LoadModel => self.load_model(),
+            Intent::UnloadModel => self.unload_model(),
+            Intent::NewConversation => {
+                self.tab = Tab::Chat;
+                self.new_conversation();
+            }
+            Intent::SelectConversation(id) => self.select_conversation(&id),
+            Intent::StartRename { id, title } => self.chat.renaming = Some((id, title)),
+            Intent::Rename { id, title } => self.rename_conversation(&id, &title),
+            Intent::DeleteConversation(id) => self.delete_conversation(&id),
+            Intent::ExportConversation { id, json } => self.export_conversation(&id, json),
+            Intent::ConversationEdited(id) => self.persist_conversation(&id),
+            Intent::Send => self.send(),
+            Intent::StopReply => self.stop_reply(),
+            Intent::Regenerate => self.regenerate(),
+            Intent::EditMessage { index, text } => self.chat.editing = Some((index, text)),
+            Intent::ResendEdited { index, text } => self.resend_edited(index, text),
+            Intent::CopyText(text) => {
+                self.ctx.copy_text(text);
+                self.notify("Copied");
+            }
+            Intent::SetTab(tab) => self.tab = tab,
+            Intent::ShowAbout => self.about_open = true,
+            Intent::ShowShortcuts => self.shortcuts_open = true,
+            Intent::DismissNotice(index) => {
+                if index < self.notices.len() {
+                    self.notices.remove(index);
+                }
+            }
+            Intent::CrashReportSeen => {
+                if let (Some(dirs), Some(log)) = (self.dirs.clone(), self.crash_report.take()) {
+                    self.in_background("mark-crash-reported", move || {
+                        crate::crash::mark_reported(&dirs, &log);
+                        Ok(None)
+                    });
+                }
+            }
+            Intent::CloseRequested => self.close_requested(),
+            Intent::ConfirmClose(choice) => self.confirm_close(choice),
+            Intent::Quit => self.ctx.send_viewport_cmd(egui::ViewportCommand::Close),
+        }
+    }
+
+    fn confirm_switch(&mut self, choice: SwitchChoice) {
+        let Some(next) = self.pending_select.clone() else { return };
+        match choice {
+            // The save's completion selects the pending folder.
+            SwitchChoice::Save => self.save_model(),
+            SwitchChoice::Discard => {
+                self.pending_select = None;
+                self.select(&next);
+            }
+            SwitchChoice::Cancel => self.pending_select = None,
+        }
+    }
+
+    /// The window's close button: with unsaved edits, ask first.
+    fn close_requested(&mut self) {
+        if self.has_unsaved_edits() && !self.allow_close {
+            self.ctx.send_viewport_cmd(egui::ViewportCommand::CancelClose);
+            self.confirm_close = true;
+        }
+    }
+
+    fn confirm_close(&mut self, choice: CloseChoice) {
+        self.confirm_close = false;
+        match choice {
+            CloseChoice::SaveAndClose => self.save_model(),
+            CloseChoice::DiscardAndClose => {
+                self.allow_close = true;
+                self.ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+            }
+            CloseChoice::Cancel => {}
+        }
+    }
+}
