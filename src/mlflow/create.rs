@@ -140,7 +140,7 @@ fn generation_params() -> Vec<ParamSpec> {
     use DataType::*;
     [("max_tokens", Long), ("max_length", Long), ("temperature", Double), ("top_p", Double), ("top_k", Long), ("do_sample", Boolean), ("repetition_penalty", Double)]
         .into_iter()
-        .map(|(name, ty)| ParamSpec { name: name.into(), ty: ParamType::Base(ty), default: Value::Null, shape: None })
+        .map(|(name, ty)| ParamSpec { name: name.into(), ty: ParamType::Base(ty), default: serde_json::Value::Null, shape: None })
         .collect()
 }
 
