@@ -13,6 +13,7 @@ pub mod gui;
 pub mod inspect;
 pub mod memory;
 pub mod mlflow;
+pub mod remote;
 pub mod runtime;
 pub mod service;
 pub mod session;

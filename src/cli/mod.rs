@@ -7,6 +7,7 @@ mod doctor;
 mod edit;
 mod export;
 mod generate;
+mod mlflow;
 mod show;
 mod validate;
 
@@ -21,6 +22,7 @@ pub use doctor::DoctorArgs;
 pub use edit::EditArgs;
 pub use export::ExportArgs;
 pub use generate::{GenerateArgs, chat_completion_json};
+pub use mlflow::{MlflowArgs, MlflowCommand};
 pub use show::ShowArgs;
 pub use validate::ValidateArgs;
 
@@ -58,6 +60,8 @@ pub enum Command {
     Edit(EditArgs),
     /// Export a validated model as a self-contained folder or .zip.
     Export(ExportArgs),
+    /// MLflow tracking server and Model Registry: list, pull and push models.
+    Mlflow(MlflowArgs),
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -91,6 +95,7 @@ pub fn run(command: Command) -> Result<()> {
         Command::Create(args) => create::run(args),
         Command::Edit(args) => edit::run(args),
         Command::Export(args) => export::run(args),
+        Command::Mlflow(args) => mlflow::run(args),
     }
 }
 

@@ -152,6 +152,29 @@ impl ScoringServer {
     }
 }
 
+/// `tests/python/mlflow2_proxy.py` in front of a server: it answers like an MLflow 2.22 server
+/// (no LoggedModel API, no traces, `/version` 2.22.5) and forwards everything else.
+pub struct Mlflow2Proxy {
+    pub url: String,
+    process: GuardedProcess,
+}
+
+impl Mlflow2Proxy {
+    pub fn start(upstream: &MlflowServer) -> Mlflow2Proxy {
+        let script = super::repo().join("tests/python/mlflow2_proxy.py");
+        let process = GuardedProcess::start("the MLflow 2.x proxy", |python, _, port| {
+            let mut command = Command::new(python);
+            command.arg(&script).arg(port.to_string()).arg(&upstream.url);
+            command
+        }, "/health");
+        Mlflow2Proxy { url: format!("http://127.0.0.1:{}", process.port), process }
+    }
+
+    pub fn stop(&self) {
+        self.process.stop();
+    }
+}
+
 /// A test server run by `tests/python/process_guard.py`: its own scratch folder and process
 /// group, a free loopback port, ready once a GET of its readiness path answers 200.
 struct GuardedProcess {
