@@ -51,8 +51,8 @@ fn wrong_credentials_and_missing_permissions_are_named() {
     let output = cli(home.path(), &server.url, &admin, &["list", "--json"]);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
 
-    // A user with the default READ permission may not create a registered model: 403, and the
-    // failing step is named.
+    // A user with the default READ permission may not change the admin's registered model nor
+    // log to the admin's experiment: 403, and the failing step is named.
     let admin_client = TrackingClient::new(
         Connection::new(&server.url, Auth::Basic { username: ADMIN_USER.into(), password: server.admin_password.clone() }).unwrap(),
     )
@@ -61,8 +61,9 @@ fn wrong_credentials_and_missing_permissions_are_named() {
     let _: serde_json::Value = admin_client
         .post("user reader", "/api/2.0/mlflow/users/create", &json!({"username": "reader", "password": password}))
         .unwrap();
+    admin_client.ensure_registered_model("admin-model", None).unwrap();
     let reader_client = TrackingClient::new(Connection::new(&server.url, Auth::Basic { username: "reader".into(), password: password.into() }).unwrap()).unwrap();
-    match reader_client.ensure_registered_model("forbidden-model", None) {
+    match reader_client.ensure_registered_model("admin-model", Some("changed by a reader")) {
         Err(TrackingError::Forbidden { .. }) => {}
         other => panic!("expected a 403, got {other:?}"),
     }
@@ -76,7 +77,7 @@ fn wrong_credentials_and_missing_permissions_are_named() {
         .unwrap();
     assert!(created.status.success());
     let reader = [("MLFLOW_TRACKING_USERNAME", "reader"), ("MLFLOW_TRACKING_PASSWORD", password)];
-    let output = cli(home.path(), &server.url, &reader, &["push", package.to_str().unwrap(), "--name", "forbidden-model"]);
+    let output = cli(home.path(), &server.url, &reader, &["push", package.to_str().unwrap(), "--name", "admin-model"]);
     assert!(!output.status.success());
     let message = String::from_utf8_lossy(&output.stderr);
     assert!(message.contains("permission denied") && message.contains("failed"), "{message}");

@@ -234,7 +234,7 @@ fn an_interrupted_pull_resumes_where_it_stopped() {
     };
     let (folder, resumed_bytes, cached) = finished;
     assert!(!cached);
-    assert!(resumed_bytes > 0, "the second pull kept what the first had fetched");
+    assert_eq!(resumed_bytes, partial, "the second pull kept every byte the first had fetched");
     assert_same_model(&package, &folder, Some(&format!("model_name: {name}\nmodel_version: '1'\n")));
 }
 
@@ -286,4 +286,56 @@ fn an_mlflow_2_server_gets_run_artifacts_and_a_runs_source() {
     let pulled = json_of(&cli(&["pull", &format!("models:/{name}@champion"), "--dest", dest.to_str().unwrap(), "--json"]));
     assert_eq!(pulled["version"], "1");
     assert_same_model(&package, &dest, Some(&format!("model_name: {name}\nmodel_version: '1'\n")));
+}
+
+fn turn() -> modeldesk::tracking::traces::ChatTurn {
+    let started = std::time::SystemTime::now();
+    modeldesk::tracking::traces::ChatTurn {
+        model: "tiny-phi3".into(),
+        messages: vec![("user".into(), "Hello?".into())],
+        reply: "Hi there".into(),
+        finish_reason: "stop".into(),
+        options: serde_json::from_value(json!({"max_tokens": 16, "temperature": 0.0})).unwrap(),
+        prompt_tokens: 12,
+        completion_tokens: 5,
+        started,
+        ended: started + Duration::from_millis(800),
+    }
+}
+
+/// A chat turn sent in the background is visible to `mlflow.search_traces()` as a CHAT_MODEL
+/// span with its token usage; a turn for an unreachable server is dropped with an event.
+#[test]
+fn chat_turns_become_traces_with_token_usage() {
+    use modeldesk::tracking::traces::{TraceEvent, TraceSender};
+    let experiment = unique("traces");
+    let sender = TraceSender::spawn(client(), experiment.clone(), modeldesk::service::no_waker()).unwrap();
+    assert!(sender.record(turn()));
+    let trace_id = match sender.recv_timeout(Duration::from_secs(120)) {
+        Some(TraceEvent::Sent { trace_id }) => trace_id,
+        other => panic!("expected the trace to be sent, got {other:?}"),
+    };
+    let experiment_id = client().experiment_by_name(&experiment).unwrap().expect("the experiment was created").experiment_id;
+    let script = "import json, sys, mlflow\n\
+        traces = mlflow.search_traces(locations=[sys.argv[1]], return_type='list')\n\
+        print(json.dumps([{'id': t.info.trace_id, 'usage': t.info.token_usage, 'types': [s.span_type for s in t.data.spans],\n\
+            'request': t.info.request_preview, 'response': t.info.response_preview} for t in traces]))";
+    let out = server().python(script, &[&experiment_id]);
+    let traces: Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    assert_eq!(traces.as_array().map(Vec::len), Some(1), "{traces}");
+    assert_eq!(traces[0]["id"], trace_id.as_str());
+    assert_eq!(traces[0]["usage"], json!({"input_tokens": 12, "output_tokens": 5, "total_tokens": 17}));
+    assert_eq!(traces[0]["types"], json!(["CHAT_MODEL"]));
+    assert!(traces[0]["request"].as_str().unwrap_or_default().contains("Hello?"), "{traces}");
+    assert!(traces[0]["response"].as_str().unwrap_or_default().contains("Hi there"), "{traces}");
+
+    let nowhere = Connection::new(&format!("http://127.0.0.1:{}", support::mlflow_server::free_port()), Auth::Anonymous).unwrap();
+    let unreachable = TraceSender::spawn(TrackingClient::new(nowhere).unwrap(), "chats".into(), modeldesk::service::no_waker()).unwrap();
+    let started = Instant::now();
+    assert!(unreachable.record(turn()), "recording returns at once");
+    assert!(started.elapsed() < Duration::from_secs(1));
+    match unreachable.recv_timeout(Duration::from_secs(60)) {
+        Some(TraceEvent::Dropped { message }) => assert!(message.contains("cannot reach"), "{message}"),
+        other => panic!("expected the turn to be dropped, got {other:?}"),
+    }
 }

@@ -252,8 +252,10 @@ pub fn pull(client: &TrackingClient, uri: &ModelUri, destination: &Destination, 
         }
         let dest = staging.join(&file.path);
         let done_before = progress.bytes_done;
-        let already = std::fs::metadata(&dest).is_ok_and(|m| file.size.is_none_or(|size| m.len() == size));
-        if !already {
+        let already = std::fs::metadata(&dest).ok().filter(|m| file.size.is_none_or(|size| m.len() == size));
+        if let Some(kept) = already {
+            resumed_bytes += kept.len();
+        } else {
             let parent = dest.parent().unwrap_or(&staging);
             std::fs::create_dir_all(parent).map_err(io(parent))?;
             let mut partial = dest.as_os_str().to_owned();
