@@ -89,6 +89,12 @@ impl TrackingError {
                 let message = api(&f).map(|e| e.message).unwrap_or_else(|| "the server has no such route".into());
                 TrackingError::NotFound { what: what.to_owned(), url: f.url, message }
             }
+            // However the layer classed them, 401 and 403 mean the same to the user.
+            TransferError::Status(f) if f.code == 401 => TrackingError::Unauthorized { url: f.url },
+            TransferError::Status(f) if f.code == 403 => {
+                let message = api(&f).map(|e| e.message).unwrap_or_else(|| f.message.clone());
+                TrackingError::Forbidden { url: f.url, message }
+            }
             TransferError::Status(f) => match api(&f) {
                 Some(e) if e.error_code == "RESOURCE_DOES_NOT_EXIST" => {
                     TrackingError::NotFound { what: what.to_owned(), url: f.url, message: e.message }
