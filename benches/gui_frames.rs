@@ -37,7 +37,7 @@ fn main() {
             role: if index % 2 == 0 { Role::User } else { Role::Assistant },
             content,
             stats: (index % 2 == 1).then_some(ReplyStats {
-                usage: Usage { prompt_tokens: 100, completion_tokens: 50, total_tokens: 150 },
+                usage: Usage { prompt_tokens: 100, completion_tokens: 50, total_tokens: 150, ..Usage::default() },
                 timings: Timings::default(),
                 finish_reason: FinishReason::Stop,
                 dropped_messages: 0,

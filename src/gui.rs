@@ -3,6 +3,8 @@
 
 use std::{path::PathBuf, sync::Arc};
 
+use eframe::glow;
+
 use crate::app::{AppState, StartupOptions};
 
 /// The eframe application.
@@ -34,6 +36,10 @@ impl eframe::App for ModelDeskApp {
 
     fn save(&mut self, storage: &mut dyn eframe::Storage) {
         eframe::set_value(storage, STORAGE_KEY, &self.state.persisted);
+    }
+
+    fn on_exit(&mut self, _gl: Option<&glow::Context>) {
+        self.state.flush_conversations();
     }
 }
 

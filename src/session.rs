@@ -71,6 +71,7 @@ pub fn layer(base: &GenerateOptions, over: &GenerateOptions) -> GenerateOptions 
         stop: if over.stop.is_empty() { base.stop.clone() } else { over.stop.clone() },
         suppress_eos: over.suppress_eos || base.suppress_eos,
         kv_mode: over.kv_mode,
+        ignore_cached_prefix: over.ignore_cached_prefix || base.ignore_cached_prefix,
     }
 }
 

@@ -64,6 +64,8 @@ fn options_from(case: &Case) -> GenerateOptions {
 fn ours(engine: &mut Engine, case: &Case, kv_mode: KvMode) -> Result<(Vec<i64>, Vec<i64>, String, Option<i64>), String> {
     let mut options = options_from(case);
     options.kv_mode = kv_mode;
+    // Each case is a fresh onnxruntime-genai generator: no reuse of the previous case's cache.
+    options.ignore_cached_prefix = true;
     let cancel = AtomicBool::new(false);
     let ids = match &case.prompt {
         CasePrompt::Ids(ids) => ids.clone(),
@@ -250,4 +252,129 @@ fn shared_and_growing_kv_give_identical_logits_and_prefill_is_one_run() {
     }
     assert_eq!(shared.len(), prompt.len() + 300);
     assert!(shared.capacity() >= shared.len() && shared.capacity() < shared.len() + 256, "grown in chunks");
+}
+
+/// Seeded sampling cases long enough for float16 logits' ties to matter (top-k used to differ
+/// from genai after about 20 tokens, top-p at the first).
+fn sampling_cases(model: &Path, tag: &str) -> Vec<Case> {
+    let case = |name: String, prompt: CasePrompt, max_length: usize, options: Value| Case {
+        name: format!("{tag} / {name}"),
+        model: model.to_path_buf(),
+        prompt,
+        max_length,
+        options,
+    };
+    let story = CasePrompt::Chat(vec![ChatMessage::new("user", "Write a story")]);
+    let mut cases = vec![case("greedy".into(), story.clone(), 160, json!({}))];
+    for seed in [7, 42, 1234] {
+        cases.push(case(format!("top-k seed {seed}"), story.clone(), 160,
+            json!({"do_sample": true, "top_k": 5, "temperature": 0.8, "random_seed": seed})));
+        cases.push(case(format!("top-p seed {seed}"), story.clone(), 160,
+            json!({"do_sample": true, "top_k": 0, "top_p": 0.9, "temperature": 0.7, "random_seed": seed})));
+        cases.push(case(format!("top-k + top-p seed {seed}"), story.clone(), 160,
+            json!({"do_sample": true, "top_k": 40, "top_p": 0.8, "temperature": 1.2, "random_seed": seed})));
+    }
+    cases
+}
+
+/// Runs `cases` on `engine` in the given KV modes and checks every one against genai's result;
+/// returns how many generated tokens were compared.
+fn check_against_genai(engine: &mut Engine, cases: &[Case], expected: &[Value], modes: &[KvMode]) -> usize {
+    assert_eq!(cases.len(), expected.len());
+    let mut tokens = 0;
+    for (case, want) in cases.iter().zip(expected) {
+        assert!(want["error"].is_null(), "{}: genai failed: {}", case.name, want["error"]);
+        for &mode in modes {
+            let (prompt, completion, finish, eos) = ours(engine, case, mode).unwrap_or_else(|e| panic!("{}: {e}", case.name));
+            assert_eq!(serde_json::to_value(&prompt).unwrap(), want["prompt_ids"], "{} ({mode:?}): prompt", case.name);
+            assert_eq!(serde_json::to_value(&completion).unwrap(), want["generated_ids"], "{} ({mode:?})", case.name);
+            assert_eq!(finish, want["finish_reason"].as_str().unwrap(), "{} ({mode:?})", case.name);
+            assert_eq!(eos, want["eos"].as_i64(), "{} ({mode:?})", case.name);
+            tokens += completion.len();
+        }
+    }
+    tokens
+}
+
+#[test]
+fn float16_logits_sample_exactly_like_genai() {
+    let runtime = support::runtime();
+    let models = [(support::shared().join("fixtures/phi3-micro-fp16"), "phi3-micro-fp16"), (support::repo().join("tests/fixtures/tiny-phi3-fp16"), "tiny-phi3-fp16")];
+    let mut tokens = 0;
+    for (model, tag) in &models {
+        let mut engine = Engine::load(runtime, model, &DecoderSettings::default()).unwrap();
+        assert_eq!(engine.decoder.io.logits_type, modeldesk::engine::decoder::ElementType::F16, "{tag} has float16 logits");
+        let cases = sampling_cases(model, tag);
+        assert_eq!(cases.len(), 10);
+        tokens += check_against_genai(&mut engine, &cases, &reference(&cases), &[KvMode::Shared]);
+    }
+    assert!(tokens > 1000, "long enough to meet ties: {tokens} tokens");
+}
+
+/// LongRoPE (two rotary tables switched by length inside the graph), partial rotary and tied
+/// embeddings: prompts below, at and across the switch, generation crossing it, greedy and
+/// seeded, both KV modes.
+#[test]
+fn the_phi_family_features_match_genai() {
+    let runtime = support::runtime();
+    let models = [
+        (support::shared().join("fixtures/phi35-micro-int4"), "phi35-micro-int4", 64),
+        (support::shared().join("fixtures/phi4mini-micro-int4"), "phi4mini-micro-int4", 64),
+        (support::repo().join("tests/fixtures/tiny-phi4mini"), "tiny-phi4mini", 4096),
+    ];
+    let mut compared = 0;
+    for (model, tag, switch) in &models {
+        let mut engine = Engine::load(runtime, model, &DecoderSettings::default()).unwrap();
+        let long = engine.tokenizer.encode(&long_text(&engine, 3 * switch)).unwrap();
+        let prompt = |len: usize| CasePrompt::Ids(long[..len].to_vec());
+        let case = |name: &str, prompt: CasePrompt, max_length: usize, options: Value| Case {
+            name: format!("{tag} / {name}"),
+            model: model.clone(),
+            prompt,
+            max_length,
+            options,
+        };
+        let top_k = json!({"do_sample": true, "top_k": 5, "temperature": 0.8, "random_seed": 42});
+        let top_p = json!({"do_sample": true, "top_k": 0, "top_p": 0.9, "temperature": 0.7, "random_seed": 7});
+        let cases = vec![
+            case("below the switch", prompt(switch / 2), switch - 4, json!({})),
+            case("exactly at the switch, then crossing it", prompt(*switch), switch + 24, json!({})),
+            case("across the switch", prompt(switch + 30), switch + 60, json!({})),
+            case("generation crossing the switch", prompt(switch - 20), switch + 40, json!({})),
+            case("seeded top-k crossing the switch", prompt(switch - 20), switch + 40, top_k.clone()),
+            case("seeded top-p crossing the switch", prompt(switch - 20), switch + 40, top_p.clone()),
+            case("seeded top-k across the switch", prompt(switch + 30), switch + 60, top_k),
+            case("chat template", CasePrompt::Chat(vec![ChatMessage::new("user", "What is the capital of Spain?")]), switch + 40, top_p),
+        ];
+        let expected = reference(&cases);
+        check_against_genai(&mut engine, &cases, &expected, &[KvMode::Shared, KvMode::Growing]);
+        compared += cases.len();
+    }
+    assert_eq!(compared, 3 * 8);
+}
+
+/// A long-context LongRoPE model past 4096 tokens: genai reads the whole sequence again when a
+/// step starts at 4097 tokens (its "Phi-3 RoPE rewind"), and so must we.
+#[test]
+fn generation_past_4096_tokens_rereads_the_sequence_like_genai() {
+    let runtime = support::runtime();
+    let model = support::repo().join("tests/fixtures/tiny-phi4mini");
+    let mut engine = Engine::load(runtime, &model, &DecoderSettings::default()).unwrap();
+    assert!(engine.facts.context_length > 4097, "the fixture's context reaches past the threshold");
+    let long = engine.tokenizer.encode(&long_text(&engine, 4100)).unwrap();
+    let case = |name: &str, prompt_len: usize, max_length: usize, options: Value| Case {
+        name: format!("tiny-phi4mini / {name}"),
+        model: model.clone(),
+        prompt: CasePrompt::Ids(long[..prompt_len].to_vec()),
+        max_length,
+        options,
+    };
+    let cases = vec![
+        case("greedy from 4090 to 4112", 4090, 4112, json!({})),
+        case("seeded from 4094 to 4104", 4094, 4104, json!({"do_sample": true, "top_k": 5, "temperature": 0.8, "random_seed": 3})),
+        case("a 4097-token prompt", 4097, 4104, json!({})),
+    ];
+    let expected = reference(&cases);
+    let tokens = check_against_genai(&mut engine, &cases, &expected, &[KvMode::Shared]);
+    assert!(tokens >= 22 + 10 + 7 - 3, "the replies cross the threshold: {tokens} tokens");
 }

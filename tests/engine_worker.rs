@@ -155,3 +155,95 @@ fn a_conversation_too_long_is_refused_or_trimmed_visibly() {
         other => panic!("unexpected {other:?}"),
     }
 }
+
+#[test]
+fn a_panic_while_loading_becomes_load_failed_and_the_worker_goes_on() {
+    fn panicking_loader(
+        _: &modeldesk::runtime::Runtime,
+        path: &std::path::Path,
+        _: &DecoderSettings,
+    ) -> Result<modeldesk::engine::Engine, modeldesk::engine::EngineError> {
+        panic!("a parser fell over on {}", path.display())
+    }
+    let worker = Worker::spawn_with_loader(support::runtime(), Box::new(|| {}), panicking_loader);
+    worker.load(support::tiny_phi3(), DecoderSettings::default());
+    assert!(matches!(next_event(&worker), Event::Loading { .. }));
+    match next_event(&worker) {
+        Event::LoadFailed { message, .. } => {
+            assert!(message.starts_with("could not load: "), "{message}");
+            assert!(message.contains("a parser fell over"), "{message}");
+        }
+        other => panic!("expected LoadFailed, got {other:?}"),
+    }
+    // The thread is alive: it still answers.
+    worker.unload();
+    assert!(matches!(next_event(&worker), Event::Unloaded));
+}
+
+#[test]
+fn the_next_turn_reports_the_tokens_it_reuses() {
+    let mut worker = loaded_worker();
+    let options = GenerateOptions { max_tokens: Some(6), ..Default::default() };
+    let mut messages = vec![ChatMessage::new("user", "Hello there")];
+    let mut starts = Vec::new();
+    for _ in 0..2 {
+        worker.generate(Prompt::Chat(messages.clone()), options.clone(), ContextPolicy::Refuse);
+        loop {
+            match next_event(&worker) {
+                Event::Started { prompt_tokens, cached_tokens, .. } => starts.push((prompt_tokens, cached_tokens)),
+                Event::Finished { completion, .. } => {
+                    assert_eq!(completion.usage.cached_tokens, starts.last().unwrap().1, "Started and usage agree");
+                    messages.extend([ChatMessage::new("assistant", &completion.text), ChatMessage::new("user", "And?")]);
+                    break;
+                }
+                Event::Failed { message, .. } => panic!("{message}"),
+                _ => {}
+            }
+        }
+    }
+    assert_eq!(starts[0].1, 0, "nothing is cached before the first request");
+    assert!(starts[1].1 >= starts[0].0, "the second turn reuses at least the first prompt: {starts:?}");
+}
+
+#[test]
+fn a_reply_that_reaches_the_graphs_own_limit_keeps_its_text() {
+    // A copy of the fixture whose genai_config.json claims a longer context than the graph's
+    // rotary tables (2048 rows) can serve: ONNX Runtime refuses the step at 2048 tokens.
+    let copy = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(support::tiny_phi3()).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), copy.path().join(entry.file_name())).unwrap();
+    }
+    let config_path = copy.path().join("genai_config.json");
+    let mut config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&config_path).unwrap()).unwrap();
+    config["model"]["context_length"] = 4096.into();
+    config["search"]["max_length"] = 4096.into();
+    std::fs::write(&config_path, config.to_string()).unwrap();
+    let mut worker = Worker::spawn(support::runtime(), Box::new(|| {}));
+    worker.load(copy.path().to_path_buf(), DecoderSettings::default());
+    assert!(matches!(next_event(&worker), Event::Loading { .. }));
+    assert!(matches!(next_event(&worker), Event::Loaded(_)));
+    let prompt = "The quick brown fox jumps over the lazy dog. ".repeat(120);
+    worker.generate(
+        Prompt::Raw(prompt),
+        GenerateOptions { max_tokens: Some(4000), suppress_eos: true, ..Default::default() },
+        ContextPolicy::Refuse,
+    );
+    let (mut prompt_tokens, mut streamed) = (0, String::new());
+    let completion = loop {
+        match next_event(&worker) {
+            Event::Started { prompt_tokens: p, .. } => prompt_tokens = p,
+            Event::Chunk { text, .. } => streamed.push_str(&text),
+            Event::Finished { completion, .. } => break completion,
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    assert!(prompt_tokens < 2048, "the prompt fits the graph: {prompt_tokens}");
+    assert_eq!(completion.finish_reason, FinishReason::Length);
+    // 2048 positions ran through the graph; the token their last logits chose is kept too.
+    assert_eq!(prompt_tokens + completion.usage.completion_tokens, 2049, "it ends exactly where the graph does");
+    assert!(!completion.text.is_empty());
+    assert_eq!(completion.text, streamed, "the text produced so far is kept");
+    let note = completion.note.as_deref().unwrap_or_default();
+    assert!(note.contains("2048") && note.contains("cos_cache"), "{note}");
+}

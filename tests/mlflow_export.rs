@@ -130,3 +130,93 @@ fn validate_exits_one_for_an_unusable_folder_and_names_the_file() {
     let ok = Command::new(env!("CARGO_BIN_EXE_modeldesk")).arg("validate").arg(support::tiny_phi3()).output().unwrap();
     assert_eq!(ok.status.code(), Some(0), "{}", String::from_utf8_lossy(&ok.stdout));
 }
+
+#[test]
+fn a_file_that_grows_while_copied_is_refused_and_progress_never_passes_100_percent() {
+    let scratch = tempfile::tempdir().unwrap();
+    let source = package(scratch.path());
+    // Written to after the walk measured it (the first progress report comes from an earlier
+    // file: `artifacts/` sorts before `zz-log.txt`).
+    let growing = source.join("zz-log.txt");
+    std::fs::write(&growing, "first line\n").unwrap();
+    let outputs = scratch.path().join("out");
+    std::fs::create_dir_all(&outputs).unwrap();
+    for zip in [false, true] {
+        let destination = outputs.join(if zip { "model.zip" } else { "model" });
+        let mut reports = Vec::new();
+        let result = export(&source, &destination, zip, &mut |progress| {
+            if reports.is_empty() {
+                use std::io::Write as _;
+                let mut file = std::fs::OpenOptions::new().append(true).open(&growing).unwrap();
+                file.write_all(&[b'x'; 4096]).unwrap();
+            }
+            reports.push(progress);
+        }, &AtomicBool::new(false));
+        let error = result.unwrap_err().to_string();
+        assert!(error.contains("zz-log.txt") && error.contains("changed while it was being copied"), "{error}");
+        assert!(reports.len() >= 2, "{reports:?}");
+        assert!(reports.iter().all(|p| p.done_bytes <= p.total_bytes && p.fraction() <= 1.0), "{reports:?}");
+        assert!(leftovers(&outputs).is_empty(), "left behind: {:?}", leftovers(&outputs));
+        std::fs::write(&growing, "first line\n").unwrap();
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn created_and_exported_files_get_ordinary_permissions() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let scratch = tempfile::tempdir().unwrap();
+    // What this process's umask gives an ordinary new file and folder.
+    let probe_file = scratch.path().join("probe");
+    std::fs::File::create(&probe_file).unwrap();
+    let probe_dir = scratch.path().join("probe-dir");
+    std::fs::create_dir(&probe_dir).unwrap();
+    let mode = |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    let (file_mode, dir_mode) = (mode(&probe_file), mode(&probe_dir));
+    assert_ne!(file_mode, 0o600, "this test needs a umask that differs from tempfile's 0600");
+    let source = package(scratch.path());
+    assert_eq!(mode(&source), dir_mode, "the package folder");
+    for name in ["MLmodel", "input_example.json", "requirements.txt", "phi3_onnx_model.py"] {
+        assert_eq!(mode(&source.join(name)), file_mode, "{name}");
+    }
+    let destination = scratch.path().join("exported");
+    export(&source, &destination, false, &mut |_| {}, &AtomicBool::new(false)).unwrap();
+    assert_eq!(mode(&destination), dir_mode, "the exported folder");
+    assert_eq!(mode(&destination.join("MLmodel")), file_mode);
+}
+
+#[test]
+fn an_absolute_artifact_path_inside_the_folder_is_made_relative_in_the_copy() {
+    let scratch = tempfile::tempdir().unwrap();
+    let source = package(scratch.path());
+    let mut model = MlModel::load(&source).unwrap();
+    let absolute = std::fs::canonicalize(source.join("artifacts/phi3")).unwrap();
+    let artifact = model
+        .root_mut()
+        .get_mut("flavors").and_then(Node::as_map_mut)
+        .and_then(|f| f.get_mut("python_function")).and_then(Node::as_map_mut)
+        .and_then(|p| p.get_mut("artifacts")).and_then(Node::as_map_mut)
+        .and_then(|a| a.get_mut("phi3")).and_then(Node::as_map_mut)
+        .unwrap();
+    artifact.insert("path", Node::Str(absolute.display().to_string()));
+    model.save().unwrap();
+    let report = modeldesk::mlflow::validate::validate_folder(&source);
+    assert!(report.is_usable(), "{:?}", report.problems);
+    assert!(report.problems.iter().any(|p| p.message.contains("is absolute")), "{:?}", report.problems);
+    for zip in [false, true] {
+        let destination = scratch.path().join(if zip { "copy.zip" } else { "copy" });
+        export(&source, &destination, zip, &mut |_| {}, &AtomicBool::new(false)).unwrap();
+        let copied = if zip {
+            let unpacked = scratch.path().join("unpacked");
+            zip::ZipArchive::new(std::fs::File::open(&destination).unwrap()).unwrap().extract(&unpacked).unwrap();
+            unpacked
+        } else {
+            destination
+        };
+        let copy = MlModel::load(&copied).unwrap();
+        let path = copy.python_function().unwrap().artifacts.into_iter().find(|(name, _)| name == "phi3").unwrap().1;
+        assert_eq!(path.as_deref(), Some("artifacts/phi3"), "zip: {zip}");
+        // The original keeps its own text.
+        assert!(std::fs::read_to_string(source.join("MLmodel")).unwrap().contains(&absolute.display().to_string()));
+    }
+}

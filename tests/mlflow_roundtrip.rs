@@ -33,7 +33,9 @@ fn copy_dir(from: &Path, to: &Path) {
 #[test]
 fn saving_without_an_edit_keeps_every_byte() {
     let scratch = tempfile::tempdir().unwrap();
-    for folder in example_folders() {
+    let folders = example_folders();
+    assert!(folders.len() >= 24, "only {} example folders", folders.len());
+    for folder in folders {
         let copy = scratch.path().join(folder.file_name().unwrap());
         copy_dir(&folder, &copy);
         let before = std::fs::read(copy.join("MLmodel")).unwrap();
@@ -46,6 +48,7 @@ fn saving_without_an_edit_keeps_every_byte() {
 #[test]
 fn signatures_reserialise_to_the_same_strings() {
     // Only folders MLflow wrote: hand-written ones order their keys freely.
+    let mut checked = 0;
     for folder in example_folders().into_iter().filter(|f| {
         let name = f.file_name().unwrap().to_string_lossy().into_owned();
         name.starts_with("v2-") || name.starts_with("v3-")
@@ -56,13 +59,16 @@ fn signatures_reserialise_to_the_same_strings() {
             if let Some(Node::Str(text)) = signature.get(key) {
                 let schema = Schema::parse(text, key).unwrap_or_else(|e| panic!("{}: {e}", folder.display()));
                 assert_eq!(&schema.to_json_string(), text, "{} {key}", folder.display());
+                checked += 1;
             }
         }
         if let Some(Node::Str(text)) = signature.get("params") {
             let params = modeldesk::mlflow::schema::parse_params(text).unwrap();
             assert_eq!(&python_json(&params_to_json(&params)), text, "{} params", folder.display());
+            checked += 1;
         }
     }
+    assert!(checked >= 20, "only {checked} signature strings checked");
 }
 
 #[test]

@@ -234,6 +234,7 @@ fn warnings_for_cases_mlflow_tolerates() {
 #[test]
 fn every_shared_example_folder_validates_as_mlflow_left_it() {
     let mut failures = Vec::new();
+    let mut checked = 0;
     for entry in std::fs::read_dir(support::shared().join("fixtures/mlflow-examples")).unwrap() {
         let dir = entry.unwrap().path();
         let name = dir.file_name().unwrap().to_string_lossy().into_owned();
@@ -247,6 +248,8 @@ fn every_shared_example_folder_validates_as_mlflow_left_it() {
         if report.is_usable() != loadable {
             failures.push(format!("{name}: {:?}", report.problems));
         }
+        checked += 1;
     }
+    assert!(checked >= 24, "only {checked} example folders");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

@@ -15,7 +15,9 @@ use std::{
 
 use modeldesk::tracking::{
     TrackingClient,
+    api::all_pages,
     config::{Auth, Connection},
+    push::PushRequest,
     pull::{Destination, PullEvent, PullService},
     uri::ModelUri,
 };
@@ -190,6 +192,54 @@ fn pulls_by_version_alias_model_id_and_run_uri_into_a_chosen_folder() {
         let message = String::from_utf8_lossy(&output.stderr);
         assert!(message.contains(says), "{uri}: {message}");
     }
+}
+
+/// Browsing as the Registry view does, a small page at a time so every listing needs several:
+/// experiments → runs → logged models, registered models by name, and a model's versions.
+#[test]
+fn experiments_runs_logged_models_and_versions_list_page_by_page() {
+    let scratch = tempfile::tempdir().unwrap();
+    let package = scratch.path().join("prompt");
+    create("prompt", &package);
+    let prefix = unique("browse");
+    let (first, second) = (format!("{prefix}-a"), format!("{prefix}-b"));
+    let experiment = format!("{prefix}-experiment");
+    let client = client();
+    let mut pushed = Vec::new();
+    for name in [&first, &first, &second] {
+        let request = PushRequest { folder: package.clone(), name: name.clone(), experiment: Some(experiment.clone()), aliases: vec![], tags: vec![], description: None };
+        pushed.push(modeldesk::tracking::push::push(&client, &request, &mut |_| {}).unwrap_or_else(|e| panic!("push {name}: {e}")));
+    }
+    let paged = client.with_page_size(2);
+
+    let experiments = all_pages(|token| paged.search_experiments(Some(&format!("name = '{experiment}'")), token)).unwrap();
+    assert_eq!(experiments.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(), [experiment.as_str()]);
+    let experiment_ids = vec![experiments[0].experiment_id.clone()];
+
+    let first_page = paged.search_runs(&experiment_ids, None, None).unwrap();
+    assert_eq!(first_page.items.len(), 2, "a page holds two runs");
+    assert!(first_page.next_page_token.is_some(), "the third run is on the next page");
+    let runs = all_pages(|token| paged.search_runs(&experiment_ids, None, token)).unwrap();
+    let mut run_ids: Vec<&str> = runs.iter().map(|r| r.info.run_id.as_str()).collect();
+    run_ids.sort_unstable();
+    let mut pushed_runs: Vec<&str> = pushed.iter().map(|p| p.run_id.as_str()).collect();
+    pushed_runs.sort_unstable();
+    assert_eq!(run_ids, pushed_runs, "every push made one run, and only that");
+    assert!(runs.iter().all(|r| r.info.status == "FINISHED"), "{runs:?}");
+
+    let models = all_pages(|token| paged.search_logged_models(&experiment_ids, token)).unwrap();
+    assert_eq!(models.len(), 3);
+    for model in &models {
+        assert_eq!(model.info.status, "LOGGED_MODEL_READY", "{model:?}");
+        assert!(pushed_runs.contains(&model.info.source_run_id.as_str()), "{} came from a pushed run", model.info.model_id);
+        assert!(pushed.iter().any(|p| p.model_id.as_deref() == Some(model.info.model_id.as_str())));
+    }
+
+    let one_per_page = client.with_page_size(1);
+    let registered = all_pages(|token| one_per_page.search_registered_models(Some(&prefix), token)).unwrap();
+    assert_eq!(registered.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(), [first.as_str(), second.as_str()], "sorted by name");
+    let versions = all_pages(|token| one_per_page.search_model_versions(&first, token)).unwrap();
+    assert_eq!(versions.iter().map(|v| v.version.as_str()).collect::<Vec<_>>(), ["2", "1"], "newest first");
 }
 
 #[test]

@@ -6,10 +6,21 @@ Rerun (from the repository root) to regenerate the committed fixture:
     python3 -m pip install -r tools/requirements-fixtures.txt
     python3 tools/make_tiny_phi3.py tests/fixtures/tiny-phi3
 
+and the two variants beside it (the features of the fp16 builds, and of Phi-3.5/Phi-4-mini):
+
+    python3 tools/make_tiny_phi3.py tests/fixtures/tiny-phi3-fp16 --precision fp16
+    python3 tools/make_tiny_phi3.py tests/fixtures/tiny-phi4mini --longrope --original-context 4096 \
+        --partial-rotary 0.75 --tie-embeddings --context-length 8192 --heads 2 --kv-heads 1
+
 A larger model for benchmarks (not committed; same graph, wider):
 
     python3 tools/make_tiny_phi3.py /tmp/bench-phi3 --hidden 768 --heads 8 --kv-heads 4 \
         --intermediate 2048 --layers 4 --vocab-size 32064
+
+and Phi-3-mini's own layer shape with 4 of its 32 layers (about 0.7 GB; keep it out of git, under
+a cache folder):
+
+    python3 tools/make_tiny_phi3.py ~/.cache/modeldesk/bench/phi3-mini-4layers --shape phi3-mini
 
 What it writes is a model folder in the published Phi-3 ONNX format (`genai_config.json`,
 `model.onnx` + `model.onnx.data`, `tokenizer.json`, `tokenizer_config.json` with a chat template),
@@ -146,11 +157,99 @@ def train_tokenizer(out_dir, merges_budget, context_length):
     return tokenizer.get_vocab_size(with_added_tokens=True), ids, config
 
 
+def rotary_table(rows, rotary_dim, theta, factors=None, scale=1.0):
+    """cos and sin of position × frequency for the rotated half-dimensions (LongRoPE divides each
+    frequency by its factor and scales the table)."""
+    positions = np.arange(rows, dtype=np.float64)[:, None]
+    inv_freq = 1.0 / (theta ** (np.arange(0, rotary_dim, 2, dtype=np.float64) / rotary_dim))
+    if factors is not None:
+        inv_freq = inv_freq / np.asarray(factors, dtype=np.float64)
+    angles = positions * inv_freq[None, :]
+    return (np.cos(angles) * scale).astype(np.float32), (np.sin(angles) * scale).astype(np.float32)
+
+
+def rotary_caches(args, head_size, nodes, initializers):
+    """The cos/sin caches GroupQueryAttention reads. Partial rotary (Phi-4-mini) makes them narrower
+    than half a head, so only the first columns of each head rotate. LongRoPE (Phi-3-mini-128k,
+    Phi-3.5-mini, Phi-4-mini) keeps two tables, short factors up to --original-context rows and long
+    factors up to the context, both scaled by sqrt(1 + ln(context / original) / ln(original)), and an
+    `If` on the attention mask's length picks one per run, as onnxruntime-genai's builder emits it."""
+    rotary_dim = int(head_size * args.partial_rotary) // 2 * 2
+    if not args.longrope:
+        cos, sin = rotary_table(args.context_length, rotary_dim, args.rope_theta)
+        initializers.append(numpy_helper.from_array(cos, "cos_cache"))
+        initializers.append(numpy_helper.from_array(sin, "sin_cache"))
+        return
+    original = args.original_context
+    scale = float(np.sqrt(1 + np.log(args.context_length / original) / np.log(original)))
+    half = rotary_dim // 2
+    short = rotary_table(original, rotary_dim, args.rope_theta, np.ones(half), scale)
+    long = rotary_table(args.context_length, rotary_dim, args.rope_theta, np.linspace(1.0, 8.0, half), scale)
+
+    def branch(name, tables):
+        constants = [helper.make_node("Constant", [], [f"{kind}_cache_{name}"],
+                                      value=numpy_helper.from_array(table, f"{kind}_cache_{name}"))
+                     for kind, table in zip(("cos", "sin"), tables)]
+        outputs = [helper.make_tensor_value_info(f"{kind}_cache_{name}", TensorProto.FLOAT, None) for kind in ("cos", "sin")]
+        return helper.make_graph(constants, f"rope_{name}", [], outputs)
+
+    nodes += [
+        helper.make_node("Constant", [], ["original_context"], value=helper.make_tensor("original_context", TensorProto.INT64, [], [original])),
+        helper.make_node("Greater", ["total_len_64", "original_context"], ["use_long_rope"]),
+        helper.make_node("If", ["use_long_rope"], ["cos_cache", "sin_cache"],
+                         then_branch=branch("large", long), else_branch=branch("small", short)),
+    ]
+
+
+def tie_embeddings(model):
+    """Phi-4-mini reads its embeddings from the lm_head's 4-bit matrix: the Gather over the float
+    embedding becomes a GatherBlockQuantized over the quantized lm_head (the float table goes)."""
+    graph = model.graph
+    q4 = next(i for i in graph.initializer if i.name.startswith("lm_head") and i.name.endswith("_Q4"))
+    scales = next(i for i in graph.initializer if i.name.startswith("lm_head") and i.name.endswith("_scales"))
+    rows = q4.dims[0]
+    packed = q4.dims[1] * q4.dims[2]
+    gather = next(n for n in graph.node if n.op_type == "Gather" and n.input[0] == "model.embed_tokens.weight")
+    position = list(graph.node).index(gather)
+    graph.node.remove(gather)
+    graph.node.insert(position, helper.make_node(
+        "GatherBlockQuantized", ["lm_head_packed", "input_ids", scales.name], list(gather.output),
+        domain="com.microsoft", bits=4, block_size=32, gather_axis=0, quantize_axis=1))
+    graph.node.insert(position, helper.make_node("Reshape", [q4.name, "lm_head_packed_shape"], ["lm_head_packed"]))
+    graph.node.insert(position, helper.make_node(
+        "Constant", [], ["lm_head_packed_shape"], value=helper.make_tensor("lm_head_packed_shape", TensorProto.INT64, [2], [rows, packed])))
+    embed = next(i for i in graph.initializer if i.name == "model.embed_tokens.weight")
+    graph.initializer.remove(embed)
+
+
+def to_float16(model):
+    """The fp16 (CUDA/DirectML) builds: float16 weights, activations, KV cache and logits, and no
+    quantization."""
+    def convert(tensor):
+        if tensor.data_type == TensorProto.FLOAT:
+            tensor.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(tensor).astype(np.float16), tensor.name))
+
+    def walk(graph):
+        for tensor in graph.initializer:
+            convert(tensor)
+        for node in graph.node:
+            for attribute in node.attribute:
+                if attribute.type == onnx.AttributeProto.TENSOR:
+                    convert(attribute.t)
+                elif attribute.type == onnx.AttributeProto.GRAPH:
+                    walk(attribute.g)
+        for value in list(graph.input) + list(graph.output):
+            if value.type.tensor_type.elem_type == TensorProto.FLOAT:
+                value.type.tensor_type.elem_type = TensorProto.FLOAT16
+
+    walk(model.graph)
+
+
 def build_graph(args, vocab_size, rng):
     hidden, heads, kv_heads, layers = args.hidden, args.heads, args.kv_heads, args.layers
     head_size = hidden // heads
-    if head_size % 16 or hidden % 32 or args.intermediate % 32 or kv_heads >= heads or heads % kv_heads:
-        raise SystemExit("need head_size % 16 == 0, hidden and intermediate % 32 == 0, and 0 < kv_heads < heads")
+    if head_size % 16 or hidden % 32 or args.intermediate % 32 or kv_heads > heads or heads % kv_heads:
+        raise SystemExit("need head_size % 16 == 0, hidden and intermediate % 32 == 0, and 0 < kv_heads <= heads")
     initializers, nodes = [], []
 
     def weight(name, shape, scale):
@@ -178,11 +277,7 @@ def build_graph(args, vocab_size, rng):
         helper.make_node("Gather", ["mask_shape", "one"], ["total_len_64"], axis=0),
         helper.make_node("Cast", ["total_len_64"], ["total_sequence_length"], to=TensorProto.INT32),
     ]
-    positions = np.arange(args.context_length, dtype=np.float64)[:, None]
-    inv_freq = 1.0 / (args.rope_theta ** (np.arange(0, head_size, 2, dtype=np.float64) / head_size))
-    angles = positions * inv_freq[None, :]
-    initializers.append(numpy_helper.from_array(np.cos(angles).astype(np.float32), "cos_cache"))
-    initializers.append(numpy_helper.from_array(np.sin(angles).astype(np.float32), "sin_cache"))
+    rotary_caches(args, head_size, nodes, initializers)
 
     embed = weight("model.embed_tokens.weight", [vocab_size, hidden], args.weight_scale)
     nodes.append(helper.make_node("Gather", [embed, "input_ids"], ["embeddings"]))
@@ -251,7 +346,20 @@ def main():
     parser.add_argument("--weight-scale", type=float, default=0.2)
     parser.add_argument("--rope-theta", type=float, default=10000.0)
     parser.add_argument("--seed", type=int, default=20261124)
+    parser.add_argument("--shape", choices=["phi3-mini"], help="Phi-3-mini's layer shape (hidden 3072, 32 heads and KV heads, "
+                        "intermediate 8192, vocab 32064, context 4096) with 4 of its 32 layers, for benchmarks")
+    parser.add_argument("--precision", choices=["int4", "fp16"], default="int4",
+                        help="int4 MatMulNBits weights with float32 I/O (CPU builds), or float16 everything (CUDA/DirectML builds)")
+    parser.add_argument("--longrope", action="store_true", help="two rotary tables switched by length (Phi-3.5/Phi-4-mini)")
+    parser.add_argument("--original-context", type=int, default=64, help="where --longrope switches tables")
+    parser.add_argument("--partial-rotary", type=float, default=1.0, help="fraction of each head that rotates (Phi-4-mini: 0.75)")
+    parser.add_argument("--tie-embeddings", action="store_true", help="embeddings read from the int4 lm_head (Phi-4-mini)")
     args = parser.parse_args()
+    if args.shape == "phi3-mini":
+        args.hidden, args.heads, args.kv_heads, args.intermediate = 3072, 32, 32, 8192
+        args.layers, args.vocab_size, args.context_length = 4, 32064, 4096
+    if args.tie_embeddings and args.precision != "int4":
+        raise SystemExit("--tie-embeddings reads the int4 lm_head; it needs --precision int4")
     logging.getLogger("onnxruntime.quantization").setLevel(logging.WARNING)
 
     work = tempfile.mkdtemp(prefix="tiny-phi3-")
@@ -261,9 +369,15 @@ def main():
         if vocab_size < tokenizer_size:
             raise SystemExit(f"--vocab-size {vocab_size} is smaller than the tokenizer ({tokenizer_size})")
         model, head_size = build_graph(args, vocab_size, np.random.default_rng(args.seed))
-        quantizer = MatMulNBitsQuantizer(model, bits=4, block_size=32, is_symmetric=True, accuracy_level=4)
-        quantizer.process()
-        quantized = quantizer.model.model
+        if args.precision == "fp16":
+            to_float16(model)
+            quantized = model
+        else:
+            quantizer = MatMulNBitsQuantizer(model, bits=4, block_size=32, is_symmetric=True, accuracy_level=4)
+            quantizer.process()
+            quantized = quantizer.model.model
+            if args.tie_embeddings:
+                tie_embeddings(quantized)
         onnx.save_model(quantized, os.path.join(work, "model.onnx"), save_as_external_data=True,
                         all_tensors_to_one_file=True, location="model.onnx.data", size_threshold=0)
         with open(os.path.join(work, "tokenizer_config.json"), "w", encoding="utf-8") as f:

@@ -4,20 +4,25 @@
 use std::{
     collections::HashMap,
     path::{Path, PathBuf},
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use poll_promise::Promise;
 
 use super::{AppState, RuntimeStatus};
 use crate::{
-    chat::{Conversation, Message, ReplyStats, Role},
+    chat::{Conversation, Listing, Message, ReplyStats, Role, Summary, WriteCommand, WriteEvent},
     engine::{
         ContextPolicy, DecoderSettings, GenerateOptions, Prompt,
         worker::{Event, RequestHandle, Stopper, Worker},
     },
+    service::Service,
     session::{self, ModelSession, SessionError, SessionStatus},
 };
+
+/// How long a conversation must stay unchanged before it is written (typing in the system
+/// prompt or a setting does not write at every keystroke).
+const SAVE_DELAY: Duration = Duration::from_millis(500);
 
 /// The engine worker and the model it holds.
 #[derive(Default)]
@@ -51,9 +56,13 @@ pub struct Streaming {
     pub stopping: bool,
 }
 
-/// Chat state for the selected model.
+/// Chat state: every stored conversation's summary, the conversations read so far, and the
+/// background reads and writes.
 #[derive(Default)]
 pub struct ChatState {
+    /// Every conversation (stored or new), newest first: what the list shows.
+    pub summaries: Vec<Summary>,
+    /// Conversations whose messages have been read (or that were started in this session).
     pub conversations: Vec<Conversation>,
     pub current: Option<String>,
     pub draft: String,
@@ -66,6 +75,22 @@ pub struct ChatState {
     pub markdown: egui_commonmark::CommonMarkCache,
     /// Measured height of each message, for drawing only what is visible.
     pub heights: HashMap<(String, usize), f32>,
+    /// The stored conversations' summaries, read at start.
+    listing: Option<Promise<Listing>>,
+    /// Conversations being read.
+    reading: HashMap<String, Promise<Result<Conversation, String>>>,
+    /// Conversations changed and not yet written, with the time of the last change.
+    unsaved: HashMap<String, Instant>,
+    writer: Option<Service<WriteCommand, WriteEvent>>,
+    /// Saves and deletes handed to the writer and not yet reported done.
+    writes_in_flight: usize,
+}
+
+impl ChatState {
+    /// Whether stored conversations are still being listed, read or written.
+    pub fn is_busy(&self) -> bool {
+        self.listing.is_some() || !self.reading.is_empty() || !self.unsaved.is_empty() || self.writes_in_flight > 0
+    }
 }
 
 impl AppState {
@@ -133,17 +158,18 @@ impl AppState {
 
     // -- conversations ---------------------------------------------------------------------
 
-    pub fn conversations_for(&self, model: &Path) -> Vec<&Conversation> {
-        self.chat.conversations.iter().filter(|c| c.model == model).collect()
+    pub fn conversations_for(&self, model: &Path) -> Vec<&Summary> {
+        self.chat.summaries.iter().filter(|c| c.model == model).collect()
     }
 
+    /// Lists the stored conversations (off the GUI thread) and starts the writer.
     pub(super) fn load_conversations(&mut self) {
-        let Some(store) = &self.chat_store else { return };
-        let (conversations, errors) = store.load_all();
-        self.chat.conversations = conversations;
-        for error in errors {
-            self.notify_error("A saved conversation could not be read", Some(error.to_string()));
+        let Some(store) = self.chat_store.clone() else { return };
+        match store.writer(std::sync::Arc::new(self.waker())) {
+            Ok(writer) => self.chat.writer = Some(writer),
+            Err(e) => self.notify_error("Conversations cannot be saved in this session", Some(e.to_string())),
         }
+        self.chat.listing = Some(self.spawn("list-conversations", move || store.list()));
     }
 
     pub fn current_conversation(&self) -> Option<&Conversation> {
@@ -156,16 +182,40 @@ impl AppState {
         self.chat.conversations.iter_mut().find(|c| c.id == id)
     }
 
+    /// Makes `id` the current conversation, reading it in the background if needed.
+    fn show_conversation(&mut self, id: Option<String>) {
+        self.chat.current = id.clone();
+        let Some(id) = id else { return };
+        let known = self.chat.conversations.iter().any(|c| c.id == id) || self.chat.reading.contains_key(&id);
+        if let (false, Some(store)) = (known, self.chat_store.clone()) {
+            let name = id.clone();
+            let read = self.spawn("read-conversation", move || store.load(&name).map_err(|e| e.to_string()));
+            self.chat.reading.insert(id, read);
+        }
+    }
+
+    /// Whether the current conversation is still being read from disk.
+    pub fn reading_current(&self) -> bool {
+        self.chat.current.as_ref().is_some_and(|id| self.chat.reading.contains_key(id))
+    }
+
+    /// The newest conversation of the selected model becomes current.
+    pub(super) fn show_latest_conversation(&mut self) {
+        let latest = self.persisted.selected.clone().and_then(|m| self.conversations_for(&m).first().map(|c| c.id.clone()));
+        self.show_conversation(latest);
+    }
+
     pub fn new_conversation(&mut self) {
         let Some(model) = self.persisted.selected.clone() else { return };
         let conversation = Conversation::new(&model);
         self.chat.current = Some(conversation.id.clone());
+        self.chat.summaries.insert(0, Summary::of(&conversation));
         self.chat.conversations.insert(0, conversation);
         self.chat.draft.clear();
     }
 
     pub fn select_conversation(&mut self, id: &str) {
-        self.chat.current = Some(id.to_owned());
+        self.show_conversation(Some(id.to_owned()));
         self.chat.editing = None;
     }
 
@@ -184,26 +234,84 @@ impl AppState {
             self.stop_reply();
         }
         self.chat.conversations.retain(|c| c.id != id);
-        if let Some(store) = &self.chat_store {
-            if let Err(e) = store.delete(id) {
-                self.notify_error("The conversation file could not be deleted", Some(e.to_string()));
-            }
+        self.chat.summaries.retain(|c| c.id != id);
+        self.chat.unsaved.remove(id);
+        self.chat.reading.remove(id);
+        if self.chat.writer.as_ref().is_some_and(|writer| writer.send(WriteCommand::Delete(id.to_owned()))) {
+            self.chat.writes_in_flight += 1;
         }
         if self.chat.current.as_deref() == Some(id) {
-            let model = self.persisted.selected.clone();
-            self.chat.current = model.and_then(|m| self.conversations_for(&m).first().map(|c| c.id.clone()));
+            self.show_latest_conversation();
         }
     }
 
+    /// Notes that a conversation changed: its summary follows at once, the file a moment later.
     pub fn persist_conversation(&mut self, id: &str) {
-        let (Some(store), Some(conversation)) = (&self.chat_store, self.chat.conversations.iter().find(|c| c.id == id)) else {
-            return;
-        };
-        // A conversation file is a few KB; its atomic write is the one small file operation the
-        // GUI thread does, at the end of a reply or an edit.
-        if let Err(e) = store.save(conversation) {
-            let message = e.to_string();
-            self.notify_error("The conversation could not be saved", Some(message));
+        let Some(conversation) = self.chat.conversations.iter().find(|c| c.id == id) else { return };
+        let summary = Summary::of(conversation);
+        match self.chat.summaries.iter_mut().find(|s| s.id == id) {
+            Some(entry) => *entry = summary,
+            None => self.chat.summaries.insert(0, summary),
+        }
+        self.chat.unsaved.insert(id.to_owned(), Instant::now());
+    }
+
+    /// Hands conversations unchanged for `SAVE_DELAY` (all of them with `everything`) to the
+    /// writer.
+    fn write_conversations(&mut self, everything: bool) {
+        let due: Vec<String> =
+            self.chat.unsaved.iter().filter(|(_, changed)| everything || changed.elapsed() >= SAVE_DELAY).map(|(id, _)| id.clone()).collect();
+        for id in due {
+            self.chat.unsaved.remove(&id);
+            let (Some(writer), Some(conversation)) = (&self.chat.writer, self.chat.conversations.iter().find(|c| c.id == id)) else { continue };
+            if writer.send(WriteCommand::Save(Box::new(conversation.clone()))) {
+                self.chat.writes_in_flight += 1;
+            }
+        }
+        if let Some(wait) = self.chat.unsaved.values().map(|changed| SAVE_DELAY.saturating_sub(changed.elapsed())).min() {
+            self.ctx.request_repaint_after(wait);
+        }
+    }
+
+    /// Writes every unsaved conversation and waits for the writer (the window is closing).
+    pub fn flush_conversations(&mut self) {
+        self.write_conversations(true);
+        self.chat.writer = None;
+    }
+
+    /// The listing, conversations read, and the writer's reports.
+    pub(super) fn poll_conversations(&mut self) {
+        if let Some(listing) = self.chat.listing.take_if(|p| p.ready().is_some()).and_then(|p| p.try_take().ok()) {
+            let known: Vec<String> = self.chat.summaries.iter().map(|s| s.id.clone()).collect();
+            self.chat.summaries.extend(listing.summaries.into_iter().filter(|s| !known.contains(&s.id)));
+            self.chat.summaries.sort_by(|a, b| b.updated.cmp(&a.updated).then(a.id.cmp(&b.id)));
+            if !listing.skipped.is_empty() {
+                let details = listing.skipped.iter().map(|s| format!("{}: {}", s.file.display(), s.reason)).collect::<Vec<_>>().join("\n");
+                self.notify_error(format!("{} file(s) in the conversations folder were skipped (left as they are)", listing.skipped.len()), Some(details));
+            }
+            if self.chat.current.is_none() {
+                self.show_latest_conversation();
+            }
+        }
+        let read: Vec<String> = self.chat.reading.iter().filter(|(_, p)| p.ready().is_some()).map(|(id, _)| id.clone()).collect();
+        for id in read {
+            let Some(result) = self.chat.reading.remove(&id).and_then(|p| p.try_take().ok()) else { continue };
+            match result {
+                Ok(conversation) => {
+                    if !self.chat.conversations.iter().any(|c| c.id == id) {
+                        self.chat.conversations.push(conversation);
+                    }
+                }
+                Err(message) => self.notify_error("A saved conversation could not be read", Some(message)),
+            }
+        }
+        self.write_conversations(false);
+        let events = self.chat.writer.as_ref().map(Service::drain).unwrap_or_default();
+        for event in events {
+            self.chat.writes_in_flight = self.chat.writes_in_flight.saturating_sub(1);
+            if let WriteEvent::Failed { message, .. } = event {
+                self.notify_error("A conversation could not be saved", Some(message));
+            }
         }
     }
 
@@ -232,7 +340,7 @@ impl AppState {
     /// Sends the draft as a user message.
     pub fn send(&mut self) {
         let text = self.chat.draft.trim().to_owned();
-        if text.is_empty() || self.chat.streaming.is_some() || !self.model_ready() {
+        if text.is_empty() || self.chat.streaming.is_some() || !self.model_ready() || self.reading_current() {
             return;
         }
         if self.current_conversation().is_none() {
@@ -364,7 +472,7 @@ impl AppState {
                 self.notify_error(format!("{} could not be loaded", path.display()), Some(message));
             }
             Event::Unloaded => {}
-            Event::Started { id, prompt_tokens, dropped_messages } => {
+            Event::Started { id, prompt_tokens, dropped_messages, .. } => {
                 if let Some(s) = self.chat.streaming.as_mut().filter(|s| s.request.id == id) {
                     s.prompt_tokens = Some(prompt_tokens);
                     s.dropped_messages = dropped_messages;

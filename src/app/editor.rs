@@ -363,10 +363,10 @@ impl ModelEditor {
 
 /// Writes the edited model (off the GUI thread): example files first, then MLmodel, each
 /// atomically; then validates the result.
-pub fn save(mut model: MlModel, example: Option<InputExample>) -> Result<validate::Report, String> {
+pub fn save(mut model: MlModel, example: Option<InputExample>) -> Result<std::sync::Arc<validate::Report>, String> {
     if let Some(example) = &example {
         write_input_example(&mut model, example).map_err(|e| e.to_string())?;
     }
     model.save().map_err(|e| e.to_string())?;
-    Ok(validate::validate_folder(model.dir()))
+    Ok(crate::inspect::checked(model.dir()))
 }

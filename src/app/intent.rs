@@ -25,9 +25,11 @@ pub enum CloseChoice {
 pub enum Intent {
     // library and files
     PickModelFolder,
-    OpenFolder(PathBuf),
-    /// A path dropped on the window: its model folder opens, anything else is explained.
-    Dropped(PathBuf),
+    /// A path dropped, typed or picked: its model folder opens, several offer a choice, anything
+    /// else is explained.
+    OpenPath(PathBuf),
+    /// One of the model folders found beneath an opened folder (`None`: none of them).
+    ChooseModel(Option<PathBuf>),
     /// A library entry clicked (asks first when there are unsaved edits).
     Select(PathBuf),
     RemoveEntry(PathBuf),
@@ -77,8 +79,8 @@ impl AppState {
     pub fn apply(&mut self, intent: Intent) {
         match intent {
             Intent::PickModelFolder => self.pick_model_folder(),
-            Intent::OpenFolder(path) => self.open_folder(&path),
-            Intent::Dropped(path) => self.handle_drop(&path),
+            Intent::OpenPath(path) => self.open_path(&path),
+            Intent::ChooseModel(folder) => self.choose_model(folder),
             Intent::Select(path) => self.request_select(&path),
             Intent::RemoveEntry(path) => self.remove_entry(&path),
             Intent::Reveal(path) => self.reveal(&path),

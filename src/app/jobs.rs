@@ -48,6 +48,9 @@ pub struct Dialog {
     pub name: String,
     pub zip: bool,
     pub job: Option<Job>,
+    /// Progress reports the job sent, and the last one (kept after the job ends).
+    pub progress_reports: usize,
+    pub last_progress: Option<CopyProgress>,
     pub outcome: Option<Result<PathBuf, String>>,
 }
 
@@ -72,6 +75,8 @@ impl AppState {
             name,
             zip: false,
             job: None,
+            progress_reports: 0,
+            last_progress: None,
             outcome: None,
         });
     }
@@ -162,6 +167,8 @@ impl AppState {
         let Some(job) = dialog.job.as_mut() else { return };
         while let Ok(progress) = job.updates.try_recv() {
             job.progress = Some(progress);
+            dialog.progress_reports += 1;
+            dialog.last_progress = Some(progress);
         }
         if job.result.ready().is_none() {
             return;

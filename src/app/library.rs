@@ -6,7 +6,16 @@ use std::path::{Path, PathBuf};
 use poll_promise::Promise;
 
 use super::{AppState, FolderKind, ModelEditor, RuntimeStatus, Tab, editor};
-use crate::runtime;
+use crate::{inspect::Opened, runtime};
+
+/// Model folders found beneath a folder the user opened, for them to pick one.
+#[derive(Debug, Clone)]
+pub struct ModelChoices {
+    pub root: PathBuf,
+    pub folders: Vec<PathBuf>,
+    /// False when the search stopped at its limits (there may be more).
+    pub complete: bool,
+}
 
 /// A folder the user opened, remembered across restarts.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -36,14 +45,31 @@ impl AppState {
         }
     }
 
-    /// A path dropped on the window: its model folder opens, anything else is explained.
-    pub fn handle_drop(&mut self, path: &Path) {
-        match crate::inspect::model_folder_for(path) {
-            Some(folder) => self.open_folder(&folder),
-            None => self.notify_error(
+    /// A path the user dropped, typed or picked: what it holds is worked out off the GUI thread
+    /// (a model folder opens, several offer a choice, other formats are explained).
+    pub fn open_path(&mut self, path: &Path) {
+        let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        self.opening = Some(self.spawn("resolve-path", move || crate::inspect::resolve(&path, crate::inspect::SearchLimits::default())));
+    }
+
+    fn opened(&mut self, opened: Opened) {
+        match opened {
+            Opened::Model(folder) => self.open_folder(&folder),
+            Opened::Choices { root, folders, complete } => self.model_choices = Some(ModelChoices { root, folders, complete }),
+            // Shown in the library with what it is and what to do instead.
+            Opened::Foreign { path, .. } => self.open_folder(&path),
+            Opened::Nothing { path } => self.notify_error(
                 format!("{} is not a model folder", path.display()),
-                Some("Drop a folder that holds an MLmodel file (an MLflow model) or a genai_config.json (a Phi-3 ONNX model), or a file inside one.".into()),
+                Some("No model was found in it or in its subfolders. Open a folder that holds an MLmodel file (an MLflow model) or a genai_config.json (a Phi ONNX model), or a file inside one.".into()),
             ),
+        }
+    }
+
+    /// The user picked one of the model folders found beneath an opened folder.
+    pub fn choose_model(&mut self, folder: Option<PathBuf>) {
+        self.model_choices = None;
+        if let Some(folder) = folder {
+            self.open_folder(&folder);
         }
     }
 
@@ -72,7 +98,7 @@ impl AppState {
         self.editor = None;
         let dir = path.to_path_buf();
         self.editor_load = Some(self.spawn("load-editor", move || editor::load(&dir)));
-        self.chat.current = self.conversations_for(path).first().map(|c| c.id.clone());
+        self.show_latest_conversation();
     }
 
     /// Selects `path`, asking first when the current model has unsaved edits.
@@ -168,8 +194,11 @@ impl AppState {
         if let Some(picked) = self.folder_pick.as_ref().and_then(|p| p.ready().cloned()) {
             self.folder_pick = None;
             if let Some(path) = picked {
-                self.open_folder(&path);
+                self.open_path(&path);
             }
+        }
+        if let Some(opened) = self.opening.take_if(|p| p.ready().is_some()).and_then(|p| p.try_take().ok()) {
+            self.opened(opened);
         }
         if let Some(picked) = self.destination_pick.as_ref().and_then(|p| p.ready().cloned()) {
             self.destination_pick = None;

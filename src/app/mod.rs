@@ -22,7 +22,7 @@ pub use chat::{ChatState, EngineState, Streaming};
 pub use editor::ModelEditor;
 pub use intent::{CloseChoice, Intent, SwitchChoice};
 pub use jobs::{Dialog, DialogKind, Job};
-pub use library::LibraryEntry;
+pub use library::{LibraryEntry, ModelChoices};
 
 pub use crate::inspect::{EntryInfo, FolderKind};
 use crate::{
@@ -86,13 +86,17 @@ pub struct AppState {
     pub dirs: Option<AppDirs>,
     pub runtime_pick: Option<Promise<Option<PathBuf>>>,
     pub folder_pick: Option<Promise<Option<PathBuf>>>,
+    /// A path being classified (opened, dropped or typed).
+    opening: Option<Promise<crate::inspect::Opened>>,
+    /// Model folders found beneath an opened folder, waiting for the user's pick.
+    pub model_choices: Option<ModelChoices>,
     pub destination_pick: Option<Promise<Option<PathBuf>>>,
     pub entries: HashMap<PathBuf, EntryInfo>,
     scans: Vec<(PathBuf, Promise<EntryInfo>)>,
     pub tab: Tab,
     pub editor: Option<ModelEditor>,
     editor_load: Option<Promise<editor::Loaded>>,
-    pub saving: Option<Promise<Result<crate::mlflow::validate::Report, String>>>,
+    pub saving: Option<Promise<Result<std::sync::Arc<crate::mlflow::validate::Report>, String>>>,
     pub engine: EngineState,
     pub chat: ChatState,
     pub chat_store: Option<ChatStore>,
@@ -106,6 +110,7 @@ pub struct AppState {
     pub memory_bytes: Option<u64>,
     /// A crash log from an earlier run the user has not seen yet.
     pub crash_report: Option<PathBuf>,
+    crash_check: Option<Promise<Option<PathBuf>>>,
     /// A library entry the user clicked while the model had unsaved edits (asks first).
     pub pending_select: Option<PathBuf>,
     title: String,
@@ -121,6 +126,8 @@ impl AppState {
             dirs: startup.dirs,
             runtime_pick: None,
             folder_pick: None,
+            opening: None,
+            model_choices: None,
             destination_pick: None,
             entries: HashMap::new(),
             scans: Vec::new(),
@@ -140,17 +147,20 @@ impl AppState {
             allow_close: false,
             memory_bytes: None,
             crash_report: None,
+            crash_check: None,
             pending_select: None,
             title: String::new(),
         };
-        state.crash_report = state.dirs.as_ref().and_then(crate::crash::unreported);
+        if let Some(dirs) = state.dirs.clone() {
+            state.crash_check = Some(state.spawn("crash-report", move || crate::crash::unreported(&dirs)));
+        }
         state.load_conversations();
         let paths: Vec<PathBuf> = state.persisted.library.iter().map(|e| e.path.clone()).collect();
         for path in paths {
             state.rescan(&path);
         }
         if let Some(path) = startup.open {
-            state.open_folder(&path);
+            state.open_path(&path);
         } else if let Some(selected) = state.persisted.selected.clone() {
             state.select(&selected);
         }
@@ -191,8 +201,12 @@ impl AppState {
                 };
             }
         }
+        if let Some(report) = self.crash_check.take_if(|p| p.ready().is_some()).and_then(|p| p.try_take().ok()) {
+            self.crash_report = report;
+        }
         self.poll_library();
         self.poll_engine();
+        self.poll_conversations();
         self.poll_jobs();
         // Notices fade after a few seconds; errors stay until dismissed.
         let lifetime = Duration::from_secs(6);
@@ -221,11 +235,14 @@ impl AppState {
     /// Whether anything is still running in the background (tests and benchmarks wait on it).
     pub fn is_busy(&self) -> bool {
         matches!(self.runtime, RuntimeStatus::Loading(_))
+            || self.crash_check.is_some()
             || !self.scans.is_empty()
+            || self.opening.is_some()
             || self.editor_load.is_some()
             || self.saving.is_some()
             || self.engine.is_loading()
             || self.chat.streaming.is_some()
+            || self.chat.is_busy()
             || self.dialog.as_ref().is_some_and(|d| d.job.is_some())
             || !self.tasks.is_empty()
     }

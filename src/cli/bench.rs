@@ -14,28 +14,45 @@ pub struct BenchArgs {
     #[arg(long)]
     pub model: PathBuf,
     /// Prompt length in tokens.
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 128, value_parser = super::value::tokens)]
     pub prompt_tokens: usize,
     /// Tokens generated per run (end-of-sequence is suppressed so every run generates exactly this).
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 128, value_parser = super::value::tokens)]
     pub gen_tokens: usize,
     /// Measured runs, after one warm-up run.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = super::value::runs)]
     pub runs: usize,
     /// Intra-op threads (default: all physical cores).
-    #[arg(long)]
+    #[arg(long, value_parser = super::value::threads)]
     pub threads: Option<usize>,
     #[arg(long, value_enum, default_value_t = KvModeArg::Shared)]
     pub kv_mode: KvModeArg,
     /// The sequence limit (default: prompt + generated tokens). ModelDesk reserves KV memory as
     /// the sequence grows, whatever this is.
-    #[arg(long)]
+    #[arg(long, value_parser = super::value::tokens)]
     pub max_length: Option<usize>,
     #[arg(long)]
     pub json: bool,
+    /// Measure a conversation of this many turns instead of one prompt: each turn is a user
+    /// message of about --user-tokens tokens answered with exactly --reply-tokens tokens, and
+    /// each turn's time to first token is reported.
+    #[arg(long)]
+    pub turns: Option<usize>,
+    /// Tokens per user message (conversation mode).
+    #[arg(long, default_value_t = 120, requires = "turns")]
+    pub user_tokens: usize,
+    /// Tokens per reply (conversation mode).
+    #[arg(long, default_value_t = 60, requires = "turns")]
+    pub reply_tokens: usize,
+    /// Re-read the whole conversation every turn instead of reusing the KV cache.
+    #[arg(long, requires = "turns")]
+    pub no_reuse: bool,
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
+    if let Some(turns) = args.turns {
+        return super::bench_turns::run(&args, turns);
+    }
     if args.runs == 0 || args.gen_tokens == 0 || args.prompt_tokens == 0 {
         bail!("--runs, --gen-tokens and --prompt-tokens must be at least 1");
     }
@@ -51,6 +68,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
         do_sample: Some(false),
         suppress_eos: true,
         kv_mode: args.kv_mode.into(),
+        // Every run measures a whole prefill, not a reuse of the previous run's cache.
+        ignore_cached_prefix: true,
         ..GenerateOptions::default()
     };
     let cancel = AtomicBool::new(false);
@@ -80,6 +99,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         "prefill_tokens_per_second": stat(|t| t.prefill_tokens_per_second),
         "decode_tokens_per_second": stat(|t| t.decode_tokens_per_second),
         "peak_rss_mb": crate::memory::peak_rss().map(|b| b as f64 / 1_048_576.0),
+        "decode_step_ms": decode_step_profile(&samples),
         "samples": {
             "time_to_first_token_ms": samples.iter().map(|t| t.time_to_first_token_ms).collect::<Vec<_>>(),
             "prefill_tokens_per_second": samples.iter().map(|t| t.prefill_tokens_per_second).collect::<Vec<_>>(),
@@ -99,8 +119,33 @@ pub fn run(args: BenchArgs) -> Result<()> {
             engine.facts.intra_threads,
             report["peak_rss_mb"].as_f64().unwrap_or_default(),
         );
+        let step = &report["decode_step_ms"];
+        println!(
+            "per decode step (ms): ONNX Runtime run {:.3} · binding, KV and logits copy {:.3} · sampling {:.3} · text {:.3} · events {:.3}",
+            step["run"].as_f64().unwrap_or_default(),
+            step["io"].as_f64().unwrap_or_default(),
+            step["sampling"].as_f64().unwrap_or_default(),
+            step["text"].as_f64().unwrap_or_default(),
+            step["events"].as_f64().unwrap_or_default(),
+        );
     }
     Ok(())
+}
+
+/// The average decode step over all measured runs, split by what its time was spent on.
+fn decode_step_profile(samples: &[crate::engine::Timings]) -> serde_json::Value {
+    let steps: usize = samples.iter().map(|t| t.decode_profile.steps).sum();
+    let per_step = |pick: fn(&crate::engine::DecodeProfile) -> f64| {
+        if steps == 0 { 0.0 } else { samples.iter().map(|t| pick(&t.decode_profile)).sum::<f64>() / steps as f64 }
+    };
+    json!({
+        "steps": steps,
+        "run": per_step(|p| p.run_ms),
+        "io": per_step(|p| p.io_ms),
+        "sampling": per_step(|p| p.sampling_ms),
+        "text": per_step(|p| p.text_ms),
+        "events": per_step(|p| p.events_ms),
+    })
 }
 
 /// A prompt of exactly `count` ordinary tokens: English text repeated, never a special token.

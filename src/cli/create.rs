@@ -1,6 +1,6 @@
 //! `modeldesk create`: an MLflow package from a Phi ONNX folder.
 
-use std::{path::PathBuf, sync::atomic::AtomicBool};
+use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
@@ -35,8 +35,7 @@ pub fn run(args: CreateArgs) -> Result<()> {
         TaskArg::Chat => Task::Chat,
     };
     let options = CreateOptions { task, name: args.name, python_version: None };
-    let cancel = AtomicBool::new(false);
-    let out = create_from_onnx(&args.from_onnx, &args.out, &options, &mut progress_printer(), &cancel)?;
+    let out = super::cancellable(|cancel| Ok(create_from_onnx(&args.from_onnx, &args.out, &options, &mut progress_printer(), cancel)?))?;
     let report = check_folder(&out);
     for problem in &report.problems {
         eprintln!("{problem}");

@@ -1,6 +1,6 @@
 //! `modeldesk export`: a validated, self-contained copy (folder or zip).
 
-use std::{path::PathBuf, sync::atomic::AtomicBool, time::Instant};
+use std::{path::PathBuf, time::Instant};
 
 use anyhow::Result;
 use clap::Args;
@@ -22,18 +22,26 @@ pub struct ExportArgs {
 }
 
 pub fn run(args: ExportArgs) -> Result<()> {
-    let cancel = AtomicBool::new(false);
     let started = Instant::now();
-    let out = crate::mlflow::export::export(&args.dir, &args.out, args.zip, &mut progress_printer(), &cancel)?;
+    let summary = super::cancellable(|cancel| {
+        Ok(crate::mlflow::export::export_with_summary(&args.dir, &args.out, args.zip, &mut progress_printer(), cancel)?)
+    })?;
     let seconds = started.elapsed().as_secs_f64();
-    let bytes = crate::mlflow::export::tree_size(&args.dir);
+    let outside: Vec<_> = summary.outside.iter().map(|(inside, real)| json!({"path": inside, "from": real})).collect();
     if args.json {
         println!("{}", json!({
-            "path": out, "bytes": bytes, "seconds": seconds,
+            "path": summary.path, "bytes": summary.bytes, "files": summary.files, "seconds": seconds,
+            "outside": outside,
             "peak_rss_mb": crate::memory::peak_rss().map(|b| b as f64 / 1_048_576.0),
         }));
     } else {
-        println!("exported {} ({} in {seconds:.1} s)", out.display(), crate::memory::human_bytes(bytes));
+        println!("exported {} ({} in {seconds:.1} s)", summary.path.display(), crate::memory::human_bytes(summary.bytes));
+        if !summary.outside.is_empty() {
+            println!("{} file(s) came through links from outside the folder:", summary.outside.len());
+            for (inside, real) in &summary.outside {
+                println!("  {} <- {}", inside.display(), real.display());
+            }
+        }
     }
     Ok(())
 }

@@ -21,7 +21,7 @@ pub struct GenerateArgs {
     #[arg(long)]
     pub model: PathBuf,
     /// Text encoded as is, without a chat template.
-    #[arg(long, conflicts_with_all = ["user", "system"], required_unless_present = "user")]
+    #[arg(long, conflicts_with_all = ["user", "system", "conversation"], required_unless_present_any = ["user", "conversation"])]
     pub prompt: Option<String>,
     /// A user message, rendered with the model's chat template.
     #[arg(long)]
@@ -29,19 +29,24 @@ pub struct GenerateArgs {
     /// A system message (with --user).
     #[arg(long, requires = "user")]
     pub system: Option<String>,
+    /// A JSON file listing user turns (strings), optionally preceded by a system prompt
+    /// (`{"role": "system", "content": "…"}`): each turn is answered in one process, the reply
+    /// appended before the next, so later turns reuse the KV cache.
+    #[arg(long, conflicts_with_all = ["user", "system"])]
+    pub conversation: Option<PathBuf>,
     /// Most completion tokens.
-    #[arg(long)]
+    #[arg(long, value_parser = super::value::tokens)]
     pub max_tokens: Option<usize>,
     /// Most prompt + completion tokens (onnxruntime-genai's max_length).
-    #[arg(long)]
+    #[arg(long, value_parser = super::value::tokens)]
     pub max_length: Option<usize>,
-    #[arg(long)]
+    #[arg(long, value_parser = super::value::temperature)]
     pub temperature: Option<f32>,
-    #[arg(long)]
+    #[arg(long, value_parser = super::value::top_k)]
     pub top_k: Option<usize>,
-    #[arg(long)]
+    #[arg(long, value_parser = super::value::probability)]
     pub top_p: Option<f32>,
-    #[arg(long)]
+    #[arg(long, value_parser = super::value::penalty)]
     pub repetition_penalty: Option<f32>,
     /// Sample instead of taking the most likely token.
     #[arg(long)]
@@ -58,7 +63,7 @@ pub struct GenerateArgs {
     #[arg(long)]
     pub json: bool,
     /// Intra-op threads (default: all physical cores).
-    #[arg(long)]
+    #[arg(long, value_parser = super::value::threads)]
     pub threads: Option<usize>,
     /// Keep the KV cache in shared buffers (default) or grow the past each step.
     #[arg(long, value_enum, default_value_t = KvModeArg::Shared)]
@@ -73,6 +78,9 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     for warning in &engine.facts.warnings {
         eprintln!("warning: {warning}");
     }
+    if let Some(path) = &args.conversation {
+        return super::conversation::run(&mut engine, path, &options_from(&args)?, args.json);
+    }
     let prompt = match (&args.prompt, &args.user) {
         (Some(text), _) => Prompt::Raw(unescape(text)),
         (None, Some(user)) => {
@@ -83,23 +91,9 @@ pub fn run(args: GenerateArgs) -> Result<()> {
             messages.push(ChatMessage::new("user", user));
             Prompt::Chat(messages)
         }
-        (None, None) => bail!("give --prompt or --user"),
+        (None, None) => bail!("give --prompt, --user or --conversation"),
     };
-    let options = GenerateOptions {
-        max_length: args.max_length,
-        max_tokens: args.max_tokens,
-        do_sample: args.do_sample.then_some(true),
-        top_k: args.top_k,
-        top_p: args.top_p,
-        temperature: args.temperature,
-        repetition_penalty: args.repetition_penalty,
-        seed: args.seed,
-        stop: args.stop.clone(),
-        kv_mode: args.kv_mode.into(),
-        ..GenerateOptions::default()
-    };
-    // An MLflow package's model_config sits between genai_config.json and these flags.
-    let options = session::request_options(&session::load_model_defaults(&args.model)?, &options);
+    let options = options_from(&args)?;
     let cancel = AtomicBool::new(false);
     let stream = args.stream && !args.json;
     let mut stdout = std::io::stdout();
@@ -132,6 +126,26 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     Ok(())
 }
 
+/// The generation options the arguments ask for.
+/// The flags' options over the folder's defaults: an MLflow package's model_config sits between
+/// genai_config.json and these flags.
+fn options_from(args: &GenerateArgs) -> Result<GenerateOptions> {
+    let flags = GenerateOptions {
+        max_length: args.max_length,
+        max_tokens: args.max_tokens,
+        do_sample: args.do_sample.then_some(true),
+        top_k: args.top_k,
+        top_p: args.top_p,
+        temperature: args.temperature,
+        repetition_penalty: args.repetition_penalty,
+        seed: args.seed,
+        stop: args.stop.clone(),
+        kv_mode: args.kv_mode.into(),
+        ..GenerateOptions::default()
+    };
+    Ok(session::request_options(&session::load_model_defaults(&args.model)?, &flags))
+}
+
 /// The `llm/v1/chat` response body for a completion, with ModelDesk's metrics and token ids.
 pub fn chat_completion_json(model: &str, completion: &crate::engine::Completion) -> serde_json::Value {
     let created = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default();
@@ -149,13 +163,18 @@ pub fn chat_completion_json(model: &str, completion: &crate::engine::Completion)
             "message": {"role": "assistant", "content": completion.text},
             "finish_reason": finish,
         }],
-        "usage": completion.usage,
-        "metrics": {
-            "time_to_first_token_ms": completion.timings.time_to_first_token_ms,
-            "prefill_tokens_per_second": completion.timings.prefill_tokens_per_second,
-            "decode_tokens_per_second": completion.timings.decode_tokens_per_second,
-        },
+        "usage": completion.usage.openai_json(),
+        "metrics": metrics_json(completion),
         "token_ids": {"prompt": completion.prompt_ids, "completion": completion.completion_ids},
+    })
+}
+
+/// Speed figures of a completion, as the JSON outputs show them.
+pub(super) fn metrics_json(completion: &crate::engine::Completion) -> serde_json::Value {
+    json!({
+        "time_to_first_token_ms": completion.timings.time_to_first_token_ms,
+        "prefill_tokens_per_second": completion.timings.prefill_tokens_per_second,
+        "decode_tokens_per_second": completion.timings.decode_tokens_per_second,
     })
 }
 

@@ -11,6 +11,7 @@ use crate::{
     app_dirs::AppDirs,
     tracking::{
         TrackingClient,
+        api::all_pages,
         config::{Connection, TrackingSettings},
         pull::{self, Destination, PullEvent},
         push::{self, PushEvent, PushRequest},
@@ -95,20 +96,6 @@ pub fn run(args: MlflowArgs) -> Result<()> {
         MlflowCommand::Push { folder, name, aliases, tags, experiment, description, json } => {
             let request = PushRequest { folder, name, experiment, aliases, tags, description };
             push(&client(uri)?, &request, json)
-        }
-    }
-}
-
-/// Every page of a listing.
-fn all_pages<T>(mut page: impl FnMut(Option<&str>) -> crate::tracking::client::Result<crate::tracking::types::Page<T>>) -> Result<Vec<T>> {
-    let mut items = Vec::new();
-    let mut token: Option<String> = None;
-    loop {
-        let next = page(token.as_deref())?;
-        items.extend(next.items);
-        match next.next_page_token.filter(|t| !t.is_empty()) {
-            Some(t) => token = Some(t),
-            None => return Ok(items),
         }
     }
 }

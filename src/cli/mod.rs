@@ -2,16 +2,22 @@
 //! with its arguments (`…Args`) and its `run`.
 
 mod bench;
+mod bench_turns;
+mod conversation;
 mod create;
 mod doctor;
 mod edit;
 mod export;
 mod generate;
 mod mlflow;
+mod serve;
 mod show;
 mod validate;
 
-use std::path::PathBuf;
+use std::{
+    path::PathBuf,
+    sync::atomic::{AtomicBool, Ordering},
+};
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -23,6 +29,7 @@ pub use edit::EditArgs;
 pub use export::ExportArgs;
 pub use generate::{GenerateArgs, chat_completion_json};
 pub use mlflow::{MlflowArgs, MlflowCommand};
+pub use serve::ServeArgs;
 pub use show::ShowArgs;
 pub use validate::ValidateArgs;
 
@@ -62,6 +69,8 @@ pub enum Command {
     Export(ExportArgs),
     /// MLflow tracking server and Model Registry: list, pull and push models.
     Mlflow(MlflowArgs),
+    /// Serve the model over HTTP: OpenAI-compatible chat completions and MLflow scoring.
+    Serve(ServeArgs),
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -86,6 +95,14 @@ pub fn load_runtime() -> Result<&'static Runtime> {
 }
 
 pub fn run(command: Command) -> Result<()> {
+    // `serve` handles Ctrl-C itself: it ends the streams in flight and exits cleanly.
+    if !matches!(command, Command::Serve(_)) {
+        install_signal_handlers();
+    }
+    // Staging folders of a run that was killed (kill -9, a crash) go now.
+    if let Some(dirs) = AppDirs::discover() {
+        crate::staging::recover_at_start(&dirs.data);
+    }
     match command {
         Command::Doctor(args) => doctor::run(args),
         Command::Generate(args) => generate::run(args),
@@ -96,6 +113,7 @@ pub fn run(command: Command) -> Result<()> {
         Command::Edit(args) => edit::run(args),
         Command::Export(args) => export::run(args),
         Command::Mlflow(args) => mlflow::run(args),
+        Command::Serve(args) => serve::run(args),
     }
 }
 
@@ -110,6 +128,108 @@ impl std::fmt::Display for Reported {
 }
 
 impl std::error::Error for Reported {}
+
+/// Set by Ctrl-C, SIGTERM or SIGHUP.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+/// Whether a running operation polls [`INTERRUPTED`] and cleans up after itself; when none does,
+/// a signal ends the process at once (nothing is being written then).
+static CANCELLABLE: AtomicBool = AtomicBool::new(false);
+
+fn install_signal_handlers() {
+    // A second signal, or one outside a cancellable operation, exits at once.
+    let _ = ctrlc::set_handler(|| {
+        let again = INTERRUPTED.swap(true, Ordering::SeqCst);
+        if again || !CANCELLABLE.load(Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+    });
+}
+
+/// Runs `work` with signals turned into cancellation: `work` gets the flag to poll, stops, and
+/// its staging folders are removed; the command then ends with exit code 130.
+pub(crate) fn cancellable<T>(work: impl FnOnce(&AtomicBool) -> Result<T>) -> Result<T> {
+    CANCELLABLE.store(true, Ordering::SeqCst);
+    let result = work(&INTERRUPTED);
+    CANCELLABLE.store(false, Ordering::SeqCst);
+    match result {
+        Err(error) if INTERRUPTED.load(Ordering::SeqCst) => {
+            eprintln!("interrupted: {error:#}; nothing was left behind");
+            Err(Reported(130).into())
+        }
+        other => other,
+    }
+}
+
+/// Value parsers for numbers on the command line: out-of-range values are refused by clap with
+/// the allowed range, before anything starts (`--threads 100000` once spawned threads until the
+/// machine ran out of memory).
+pub(crate) mod value {
+    use crate::engine::config::{MAX_CONTEXT_LENGTH, MAX_THREADS, MAX_VOCAB_SIZE};
+
+    fn ranged(text: &str, min: usize, max: usize) -> Result<usize, String> {
+        let value: usize = text.trim().parse().map_err(|_| format!("`{text}` is not a whole number"))?;
+        if value < min || value > max {
+            return Err(format!("{value} is out of range: use {min} to {max}"));
+        }
+        Ok(value)
+    }
+
+    fn real(text: &str, valid: impl Fn(f32) -> bool, range: &str) -> Result<f32, String> {
+        let value: f32 = text.trim().parse().map_err(|_| format!("`{text}` is not a number"))?;
+        if value.is_finite() && valid(value) { Ok(value) } else { Err(format!("{text} is out of range: use {range}")) }
+    }
+
+    /// Threads for ONNX Runtime: 1 to 1024.
+    pub fn threads(text: &str) -> Result<usize, String> {
+        ranged(text, 1, MAX_THREADS)
+    }
+
+    /// A token count: 1 to the largest context ModelDesk accepts.
+    pub fn tokens(text: &str) -> Result<usize, String> {
+        ranged(text, 1, MAX_CONTEXT_LENGTH)
+    }
+
+    /// Repetitions of a measurement: 1 to 10,000.
+    pub fn runs(text: &str) -> Result<usize, String> {
+        ranged(text, 1, 10_000)
+    }
+
+    /// `top_k`: 0 (off) to the largest vocabulary.
+    pub fn top_k(text: &str) -> Result<usize, String> {
+        ranged(text, 0, MAX_VOCAB_SIZE)
+    }
+
+    /// `top_p`: 0 to 1.
+    pub fn probability(text: &str) -> Result<f32, String> {
+        real(text, |v| (0.0..=1.0).contains(&v), "0 to 1")
+    }
+
+    /// `temperature`: a number ≥ 0.
+    pub fn temperature(text: &str) -> Result<f32, String> {
+        real(text, |v| v >= 0.0, "a number ≥ 0")
+    }
+
+    /// `repetition_penalty`: a number > 0 (1 is none).
+    pub fn penalty(text: &str) -> Result<f32, String> {
+        real(text, |v| v > 0.0, "a number > 0")
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn numbers_are_range_checked_with_the_range_named() {
+            assert_eq!(super::threads("4"), Ok(4));
+            assert!(super::threads("100000").unwrap_err().contains("1 to 1024"));
+            assert!(super::threads("0").is_err());
+            assert!(super::tokens("1000000000000").is_err());
+            assert!(super::penalty("0").is_err());
+            assert!(super::penalty("NaN").is_err());
+            assert!(super::probability("1.5").is_err());
+            assert!(super::temperature("inf").is_err());
+            assert_eq!(super::temperature("0.7"), Ok(0.7));
+        }
+    }
+}
 
 /// A progress line on stderr: bytes, percentage, time left.
 pub(crate) fn progress_printer() -> impl FnMut(crate::mlflow::export::CopyProgress) {

@@ -13,8 +13,10 @@ use serde_json::Value;
 pub enum ConfigError {
     #[error("cannot read {path}: {source}")]
     Read { path: String, source: std::io::Error },
-    #[error("{path} is not valid JSON: {source}")]
-    Json { path: String, source: serde_json::Error },
+    #[error(transparent)]
+    File(#[from] crate::fsio::ReadError),
+    #[error("{path} is not valid JSON: {error}")]
+    Json { path: String, error: serde_json::Error },
     #[error("{path}: `{key}` {problem}")]
     Invalid { path: String, key: String, problem: String },
 }
@@ -240,17 +242,17 @@ const KNOWN_KEYS: &[(&str, &[&str])] = &[
 ];
 
 impl GenaiConfig {
-    /// Reads and checks `genai_config.json`.
+    /// Reads and checks `genai_config.json` (a regular file of at most
+    /// [`crate::fsio::CONFIG_LIMIT`] bytes).
     pub fn load(path: &Path) -> Result<LoadedConfig, ConfigError> {
-        let display = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: display.clone(), source })?;
-        Self::parse(&text, &display)
+        let text = crate::fsio::read_text(path, crate::fsio::CONFIG_LIMIT)?;
+        Self::parse(&text, &path.display().to_string())
     }
 
     /// Parses the text of a `genai_config.json`; `origin` names it in messages.
     pub fn parse(text: &str, origin: &str) -> Result<LoadedConfig, ConfigError> {
         let raw: Value = serde_json::from_str(text.trim_start_matches('\u{feff}'))
-            .map_err(|source| ConfigError::Json { path: origin.to_owned(), source })?;
+            .map_err(|error| ConfigError::Json { path: origin.to_owned(), error })?;
         let mut warnings = Vec::new();
         collect_unknown_keys(&raw, "", &mut warnings);
         let config: GenaiConfig = serde_path_to_error::deserialize(&raw).map_err(|e| {
@@ -263,18 +265,7 @@ impl GenaiConfig {
             problem,
         };
         let model = &config.model;
-        if model.context_length == 0 {
-            return Err(invalid("model.context_length", "must be greater than 0".into()));
-        }
-        if model.vocab_size == 0 {
-            return Err(invalid("model.vocab_size", "must be greater than 0".into()));
-        }
-        if config.search.max_length > model.context_length {
-            return Err(invalid(
-                "search.max_length",
-                format!("is {} but the model's context_length is {}", config.search.max_length, model.context_length),
-            ));
-        }
+        check_ranges(&config).map_err(|(key, problem)| invalid(&key, problem))?;
         for id in config.eos_token_ids() {
             if id < 0 || id as usize >= model.vocab_size {
                 return Err(invalid(
@@ -318,6 +309,102 @@ impl GenaiConfig {
     /// `search.max_length`, where 0 or absent means the context length.
     pub fn default_max_length(&self) -> usize {
         if self.search.max_length == 0 { self.model.context_length } else { self.search.max_length }
+    }
+}
+
+/// Largest context length accepted (16 M tokens; the largest Phi models have 128 K).
+pub const MAX_CONTEXT_LENGTH: usize = 1 << 24;
+/// Largest vocabulary accepted (token ids are 32-bit in the tokenizer).
+pub const MAX_VOCAB_SIZE: usize = 1 << 24;
+/// Largest head count, head size and layer count accepted.
+pub const MAX_HEADS: usize = 1 << 12;
+pub const MAX_HEAD_SIZE: usize = 1 << 12;
+pub const MAX_LAYERS: usize = 1 << 12;
+pub const MAX_HIDDEN_SIZE: usize = 1 << 20;
+/// Most threads a session may ask for.
+pub const MAX_THREADS: usize = 1024;
+
+fn in_range(key: &str, value: usize, min: usize, max: usize) -> Result<(), (String, String)> {
+    if value < min || value > max {
+        return Err((key.to_owned(), format!("is {value}; it must be between {min} and {max}")));
+    }
+    Ok(())
+}
+
+/// Every number that sizes or divides something, checked before anything uses it; the error
+/// names the key.
+fn check_ranges(config: &GenaiConfig) -> Result<(), (String, String)> {
+    let model = &config.model;
+    in_range("model.context_length", model.context_length, 1, MAX_CONTEXT_LENGTH)?;
+    in_range("model.vocab_size", model.vocab_size, 1, MAX_VOCAB_SIZE)?;
+    let decoder = &model.decoder;
+    let optional = [
+        ("model.decoder.head_size", decoder.head_size, MAX_HEAD_SIZE),
+        ("model.decoder.hidden_size", decoder.hidden_size, MAX_HIDDEN_SIZE),
+        ("model.decoder.num_attention_heads", decoder.num_attention_heads, MAX_HEADS),
+        ("model.decoder.num_key_value_heads", decoder.num_key_value_heads, MAX_HEADS),
+        ("model.decoder.num_hidden_layers", decoder.num_hidden_layers, MAX_LAYERS),
+    ];
+    for (key, value, max) in optional {
+        if let Some(value) = value {
+            in_range(key, value, 1, max)?;
+        }
+    }
+    if let (Some(heads), Some(kv_heads)) = (decoder.num_attention_heads, decoder.num_key_value_heads) {
+        if kv_heads > heads || heads % kv_heads != 0 {
+            return Err((
+                "model.decoder.num_key_value_heads".into(),
+                format!("is {kv_heads}; it must divide num_attention_heads ({heads})"),
+            ));
+        }
+    }
+    let threads = &decoder.session_options;
+    for (key, value) in [
+        ("model.decoder.session_options.intra_op_num_threads", threads.intra_op_num_threads),
+        ("model.decoder.session_options.inter_op_num_threads", threads.inter_op_num_threads),
+    ] {
+        if let Some(value) = value {
+            in_range(key, value, 0, MAX_THREADS)?;
+        }
+    }
+    config.search.check("search", model.context_length)
+}
+
+impl SearchOptions {
+    /// Checks the values that steer generation (`prefix` names the section in messages, e.g.
+    /// `search` or `model_config`): lengths within the context, probabilities within 0..=1,
+    /// temperature and penalties finite and positive. Callers that take these values from a user
+    /// (settings, command line, an MLflow package's model_config) check them the same way.
+    pub fn check(&self, prefix: &str, context_length: usize) -> Result<(), (String, String)> {
+        let key = |name: &str| format!("{prefix}.{name}");
+        if self.max_length > context_length {
+            return Err((key("max_length"), format!("is {} but the model's context_length is {context_length}", self.max_length)));
+        }
+        in_range(&key("min_length"), self.min_length, 0, context_length)?;
+        in_range(&key("batch_size"), self.batch_size, 1, 1 << 10)?;
+        in_range(&key("num_beams"), self.num_beams, 1, 1 << 10)?;
+        in_range(&key("num_return_sequences"), self.num_return_sequences, 1, 1 << 10)?;
+        in_range(&key("no_repeat_ngram_size"), self.no_repeat_ngram_size, 0, context_length)?;
+        in_range(&key("top_k"), self.top_k, 0, MAX_VOCAB_SIZE)?;
+        if let Some(chunk) = self.chunk_size {
+            in_range(&key("chunk_size"), chunk, 1, context_length)?;
+        }
+        let unit = |name: &str, value: f32| {
+            if (0.0..=1.0).contains(&value) { Ok(()) } else { Err((key(name), format!("is {value}; it must be between 0 and 1"))) }
+        };
+        unit("top_p", self.top_p)?;
+        if !(self.temperature.is_finite() && self.temperature >= 0.0) {
+            return Err((key("temperature"), format!("is {}; it must be a number ≥ 0", self.temperature)));
+        }
+        if !(self.repetition_penalty.is_finite() && self.repetition_penalty > 0.0) {
+            return Err((key("repetition_penalty"), format!("is {}; it must be a number > 0 (1 means no penalty)", self.repetition_penalty)));
+        }
+        for (name, value) in [("length_penalty", self.length_penalty), ("diversity_penalty", self.diversity_penalty)] {
+            if !value.is_finite() {
+                return Err((key(name), format!("is {value}; it must be a finite number")));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -392,6 +479,34 @@ mod tests {
         assert!(wrong_type.to_string().contains("search.top_k"), "{wrong_type}");
         let missing = GenaiConfig::parse(r#"{"model": {"type": "phi3"}}"#, "cfg.json").unwrap_err();
         assert!(missing.to_string().contains("cfg.json"), "{missing}");
+    }
+
+    #[test]
+    fn sizes_that_divide_or_allocate_are_range_checked() {
+        let with_decoder = |decoder: &str| {
+            minimal("", "").replace(r#""filename": "model.onnx""#, &format!(r#""filename": "model.onnx", {decoder}"#))
+        };
+        for (decoder, key) in [
+            (r#""num_attention_heads": 0"#, "model.decoder.num_attention_heads"),
+            (r#""head_size": 0"#, "model.decoder.head_size"),
+            (r#""num_attention_heads": 32, "num_key_value_heads": 5"#, "model.decoder.num_key_value_heads"),
+            (r#""session_options": {"intra_op_num_threads": 100000}"#, "intra_op_num_threads"),
+        ] {
+            let error = GenaiConfig::parse(&with_decoder(decoder), "cfg.json").unwrap_err().to_string();
+            assert!(error.contains(key), "{decoder}: {error}");
+        }
+        let zero_context = minimal("", "").replace(r#""context_length": 64"#, r#""context_length": 0"#);
+        assert!(GenaiConfig::parse(&zero_context, "x").unwrap_err().to_string().contains("model.context_length"));
+        let huge = GenaiConfig::parse(&minimal("", r#""max_length": 1000000000000"#), "x").unwrap_err().to_string();
+        assert!(huge.contains("search.max_length"), "{huge}");
+        for search in [r#""repetition_penalty": 0"#, r#""top_p": 1.5"#, r#""temperature": -1"#] {
+            let error = GenaiConfig::parse(&minimal("", search), "x").unwrap_err().to_string();
+            let key = search.split('"').nth(1).unwrap();
+            assert!(error.contains(&format!("search.{key}")), "{search}: {error}");
+        }
+        let mut nan = GenaiConfig::parse(&minimal("", ""), "x").unwrap().config.search;
+        nan.repetition_penalty = f32::NAN;
+        assert_eq!(nan.check("model_config", 64).unwrap_err().0, "model_config.repetition_penalty");
     }
 
     #[test]

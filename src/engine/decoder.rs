@@ -16,14 +16,15 @@ use half::f16;
 use ort::{
     memory::Allocator,
     session::{RunOptions, Session, SessionInputValue, builder::GraphOptimizationLevel},
-    value::{DynValue, PrimitiveTensorElementType, Tensor, TensorElementType, ValueType},
+    value::{DynValue, Tensor, TensorElementType, ValueType},
 };
 
-use super::folder::ModelFolder;
+pub use super::kv_cache::{KV_CHUNK_TOKENS, KvCache};
+use super::{
+    folder::ModelFolder,
+    kv_cache::{KvElement, ensure_capacity},
+};
 use crate::runtime::Runtime;
-
-/// Rows the shared KV buffers grow by.
-pub const KV_CHUNK_TOKENS: usize = 256;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DecoderError {
@@ -37,7 +38,7 @@ pub enum DecoderError {
     Cancelled,
 }
 
-fn run_error(error: ort::Error) -> DecoderError {
+pub(super) fn run_error(error: ort::Error) -> DecoderError {
     DecoderError::Run(error.to_string())
 }
 
@@ -157,11 +158,12 @@ impl Decoder {
 
     /// Empty caches for a new sequence.
     pub fn new_cache(&self, mode: KvMode) -> KvCache {
-        KvCache { mode, length: 0, storage: KvStorage::Empty, binding: None, logits_bound_rows: 0 }
+        KvCache::new(mode, self.io.kv_type)
     }
 
     /// Runs the model on `new_ids` appended to the cache; returns the logits rows (one per new
-    /// token) as f32. The cache length grows by `new_ids.len()`.
+    /// token) as f32. On success the cache holds `new_ids` too; on failure it holds what it held
+    /// before (in shared mode rows past that may have been written, and are written over later).
     pub fn step(&mut self, cache: &mut KvCache, new_ids: &[i64], capacity_hint: usize) -> Result<Logits, DecoderError> {
         self.step_rows(cache, new_ids, capacity_hint, None)
     }
@@ -186,7 +188,10 @@ impl Decoder {
         capacity_hint: usize,
         row: Option<usize>,
     ) -> Result<Logits, DecoderError> {
-        let past_len = cache.length;
+        if cache.kv_type != self.io.kv_type {
+            return Err(DecoderError::Contract("a KV cache made for another model was passed to this decoder".into()));
+        }
+        let past_len = cache.len();
         let total = past_len + new_ids.len();
         let ids = Tensor::from_array(([1usize, new_ids.len()], new_ids.to_vec())).map_err(run_error)?;
         let mask = Tensor::from_array(([1usize, total], vec![1i64; total])).map_err(run_error)?;
@@ -203,6 +208,7 @@ impl Decoder {
             None => 0..new_ids.len(),
         };
         let started = Instant::now();
+        let run_elapsed;
         let logits = match cache.mode {
             KvMode::Shared => {
                 let grown = ensure_capacity::<T>(T::shared_buffers(&mut cache.storage), &self.io, past_len, total, capacity_hint)?;
@@ -251,7 +257,9 @@ impl Decoder {
                         .map_err(run_error)?;
                     cache.logits_bound_rows = 0;
                 }
+                let run_started = Instant::now();
                 let outputs = self.session.run_binding_with_options(binding, &self.run_options).map_err(classify)?;
+                run_elapsed = run_started.elapsed();
                 extract_logits(&outputs[self.io.logits.as_str()], self.io.logits_type, new_ids.len(), self.io.vocab_size, rows.clone())?
             }
             KvMode::Growing => {
@@ -268,7 +276,9 @@ impl Decoder {
                     let name = if index < layers { &self.io.past_keys[index] } else { &self.io.past_values[index - layers] };
                     inputs.push((name.as_str().into(), value.into()));
                 }
+                let run_started = Instant::now();
                 let mut outputs = self.session.run_with_options(inputs, &self.run_options).map_err(classify)?;
+                run_elapsed = run_started.elapsed();
                 let logits = extract_logits(
                     &outputs[self.io.logits.as_str()],
                     self.io.logits_type,
@@ -288,8 +298,8 @@ impl Decoder {
                 logits
             }
         };
-        cache.length = total;
-        Ok(Logits { first_row: rows.start, rows: rows.len(), vocab: self.io.vocab_size, data: logits, elapsed: started.elapsed() })
+        cache.tokens.extend_from_slice(new_ids);
+        Ok(Logits { first_row: rows.start, rows: rows.len(), vocab: self.io.vocab_size, data: logits, elapsed: started.elapsed(), run_elapsed })
     }
 }
 
@@ -319,6 +329,9 @@ pub struct Logits {
     pub vocab: usize,
     pub data: Vec<f32>,
     pub elapsed: std::time::Duration,
+    /// The part of `elapsed` spent inside ONNX Runtime's run (the rest is binding inputs,
+    /// growing the KV buffers and copying the logits out).
+    pub run_elapsed: std::time::Duration,
 }
 
 impl Logits {
@@ -368,143 +381,6 @@ fn extract_logits(
             data[span].iter().map(|v| v.to_f32()).collect()
         }
     })
-}
-
-/// One sequence's KV cache.
-pub struct KvCache {
-    mode: KvMode,
-    length: usize,
-    storage: KvStorage,
-    /// Shared mode: the binding that ties the KV buffers to past and present.
-    binding: Option<ort::session::IoBinding>,
-    /// How many logits rows the binding's preallocated output holds (0: ORT allocates).
-    logits_bound_rows: usize,
-}
-
-enum KvStorage {
-    Empty,
-    SharedF32(Vec<Tensor<f32>>),
-    SharedF16(Vec<Tensor<f16>>),
-    Growing(Vec<DynValue>),
-}
-
-impl KvCache {
-    /// Tokens held.
-    pub fn len(&self) -> usize {
-        self.length
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.length == 0
-    }
-
-    pub fn mode(&self) -> KvMode {
-        self.mode
-    }
-
-    /// Rows reserved per layer (shared mode), for memory reporting.
-    pub fn capacity(&self) -> usize {
-        fn rows<T: PrimitiveTensorElementType + std::fmt::Debug>(tensors: &[Tensor<T>]) -> usize {
-            tensors.first().map(|t| t.shape()[2] as usize).unwrap_or(0)
-        }
-        match &self.storage {
-            KvStorage::Empty => 0,
-            KvStorage::SharedF32(t) => rows(t),
-            KvStorage::SharedF16(t) => rows(t),
-            KvStorage::Growing(_) => self.length,
-        }
-    }
-}
-
-/// Element types the KV cache may hold.
-trait KvElement: PrimitiveTensorElementType + Copy + Default + std::fmt::Debug + 'static {
-    fn shared_buffers(storage: &mut KvStorage) -> &mut Vec<Tensor<Self>>;
-    fn growing_past<'a>(storage: &'a mut KvStorage, io: &DecoderIo) -> Result<&'a mut Vec<DynValue>, DecoderError>;
-}
-
-impl KvElement for f32 {
-    fn shared_buffers(storage: &mut KvStorage) -> &mut Vec<Tensor<f32>> {
-        if !matches!(storage, KvStorage::SharedF32(_)) {
-            *storage = KvStorage::SharedF32(Vec::new());
-        }
-        match storage {
-            KvStorage::SharedF32(buffers) => buffers,
-            _ => unreachable!("just set to SharedF32"),
-        }
-    }
-    fn growing_past<'a>(storage: &'a mut KvStorage, io: &DecoderIo) -> Result<&'a mut Vec<DynValue>, DecoderError> {
-        growing_storage::<f32>(storage, io)
-    }
-}
-
-impl KvElement for f16 {
-    fn shared_buffers(storage: &mut KvStorage) -> &mut Vec<Tensor<f16>> {
-        if !matches!(storage, KvStorage::SharedF16(_)) {
-            *storage = KvStorage::SharedF16(Vec::new());
-        }
-        match storage {
-            KvStorage::SharedF16(buffers) => buffers,
-            _ => unreachable!("just set to SharedF16"),
-        }
-    }
-    fn growing_past<'a>(storage: &'a mut KvStorage, io: &DecoderIo) -> Result<&'a mut Vec<DynValue>, DecoderError> {
-        growing_storage::<f16>(storage, io)
-    }
-}
-
-fn growing_storage<'a, T: KvElement>(storage: &'a mut KvStorage, io: &DecoderIo) -> Result<&'a mut Vec<DynValue>, DecoderError> {
-    if !matches!(storage, KvStorage::Growing(_)) {
-        let empty = (0..2 * io.layers())
-            .map(|_| {
-                Tensor::<T>::from_array(([1usize, io.kv_heads, 0, io.head_size], Vec::<T>::new())).map(|t| t.into_dyn())
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(run_error)?;
-        *storage = KvStorage::Growing(empty);
-    }
-    match storage {
-        KvStorage::Growing(values) => Ok(values),
-        _ => unreachable!("just set to Growing"),
-    }
-}
-
-/// Makes sure every shared buffer holds at least `total` rows, growing by whole chunks (never
-/// beyond `capacity_hint`, the sequence's max length) and copying the `kept` rows already written.
-/// Returns whether new buffers were made.
-fn ensure_capacity<T: KvElement>(
-    buffers: &mut Vec<Tensor<T>>,
-    io: &DecoderIo,
-    kept: usize,
-    total: usize,
-    capacity_hint: usize,
-) -> Result<bool, DecoderError> {
-    let current = buffers.first().map(|t| t.shape()[2] as usize).unwrap_or(0);
-    if buffers.len() == 2 * io.layers() && current >= total {
-        return Ok(false);
-    }
-    let wanted = total.div_ceil(KV_CHUNK_TOKENS) * KV_CHUNK_TOKENS;
-    let capacity = wanted.min(capacity_hint.max(total));
-    let allocator = Allocator::default();
-    let (heads, head_size) = (io.kv_heads, io.head_size);
-    let mut grown = Vec::with_capacity(2 * io.layers());
-    for index in 0..2 * io.layers() {
-        // Tensor::new zero-fills on CPU, as onnxruntime-genai does for its buffers.
-        let mut fresh = Tensor::<T>::new(&allocator, [1usize, heads, capacity, head_size]).map_err(run_error)?;
-        if let Some(old) = buffers.get(index) {
-            let old_rows = old.shape()[2] as usize;
-            let (_, source) = old.extract_tensor();
-            let (_, target) = fresh.extract_tensor_mut();
-            let row = head_size;
-            for head in 0..heads {
-                let from = head * old_rows * row;
-                let to = head * capacity * row;
-                target[to..to + kept * row].copy_from_slice(&source[from..from + kept * row]);
-            }
-        }
-        grown.push(fresh);
-    }
-    *buffers = grown;
-    Ok(true)
 }
 
 fn discover_io(session: &Session, folder: &ModelFolder) -> Result<DecoderIo, DecoderError> {

@@ -28,6 +28,8 @@ pub enum FolderError {
     MissingExternalData { decoder: PathBuf, data: PathBuf },
     #[error("the tokenizer file {0} is missing")]
     MissingTokenizer(PathBuf),
+    #[error("the decoder {decoder} names its weights file `{name}`, which is outside the model folder")]
+    DataOutsideFolder { decoder: PathBuf, name: String },
 }
 
 /// A located, checked model folder.
@@ -85,6 +87,11 @@ impl ModelFolder {
         if !decoder.is_file() {
             return Err(FolderError::MissingDecoder { file: decoder, config: config_path });
         }
+        for name in external_data_names(&decoder) {
+            if crate::fsio::names::inside_path(&name).is_err() {
+                return Err(FolderError::DataOutsideFolder { decoder: decoder.clone(), name });
+            }
+        }
         let external_data = external_data_files(&decoder);
         for data in &external_data {
             if !data.is_file() {
@@ -96,6 +103,37 @@ impl ModelFolder {
             return Err(FolderError::MissingTokenizer(tokenizer));
         }
         Ok(Self { dir, opened: path.to_path_buf(), config, warnings, decoder, external_data })
+    }
+
+    /// What opening only finds present, checked cheaply (a few reads, no ONNX Runtime): the
+    /// decoder is a whole ONNX file with a graph, its weights files hold every byte the graph
+    /// reads from them, the tokenizer and chat template load, and `head_size` × heads equals
+    /// `hidden_size`. Each problem names its file.
+    pub fn check_contents(&self) -> Vec<(PathBuf, String)> {
+        let mut problems = Vec::new();
+        if let Err(message) = check_onnx_file(&self.decoder) {
+            problems.push((self.decoder.clone(), message));
+        }
+        problems.extend(check_external_data(&self.decoder));
+        match super::tokenizer::PromptTokenizer::load(&self.dir) {
+            Ok(tokenizer) => {
+                let hello = [super::tokenizer::ChatMessage::new("user", "Hello")];
+                if let Err(error) = tokenizer.apply_chat_template(&hello, true) {
+                    problems.push((self.dir.join(TOKENIZER_CONFIG), error.to_string()));
+                }
+            }
+            Err(error) => problems.push((self.tokenizer_path(), error.to_string())),
+        }
+        let decoder = &self.config.model.decoder;
+        if let (Some(head_size), Some(heads), Some(hidden)) = (decoder.head_size, decoder.num_attention_heads, decoder.hidden_size) {
+            if head_size.checked_mul(heads) != Some(hidden) {
+                problems.push((
+                    self.dir.join(GENAI_CONFIG),
+                    format!("model.decoder.head_size {head_size} × num_attention_heads {heads} is not hidden_size {hidden}"),
+                ));
+            }
+        }
+        problems
     }
 
     pub fn tokenizer_path(&self) -> PathBuf {
@@ -112,41 +150,183 @@ impl ModelFolder {
     }
 }
 
-/// The external-data files an ONNX graph references, found without a protobuf parser: every
+/// The external-data files an ONNX graph references (only names that stay inside the folder;
+/// [`ModelFolder::open`] refuses the others).
+pub fn external_data_files(decoder: &Path) -> Vec<PathBuf> {
+    let Some(dir) = decoder.parent() else { return Vec::new() };
+    external_data_names(decoder)
+        .into_iter()
+        .filter_map(|name| crate::fsio::names::inside_path(&name).ok().map(|inside| dir.join(inside)))
+        .collect()
+}
+
+/// Graphs above this hold their weights inline and are not scanned for external data.
+const MAX_SCAN: u64 = 64 << 20;
+
+/// The `location` names of a graph's external tensors, found without a protobuf parser: every
 /// external tensor carries a `StringStringEntryProto {key: "location", value: <file>}`, whose
 /// encoding is the fixed bytes `0A 08 "location" 12 <varint length> <file name>`.
-/// Graphs above 64 MiB hold their weights inline and are not scanned.
-pub fn external_data_files(decoder: &Path) -> Vec<PathBuf> {
-    const MAX_SCAN: u64 = 64 << 20;
-    let Ok(meta) = std::fs::metadata(decoder) else { return Vec::new() };
-    if meta.len() > MAX_SCAN {
-        return Vec::new();
-    }
-    let Ok(bytes) = std::fs::read(decoder) else { return Vec::new() };
-    let Some(dir) = decoder.parent() else { return Vec::new() };
-    let marker = b"\x0a\x08location\x12";
+fn external_data_names(decoder: &Path) -> Vec<String> {
+    let Ok(bytes) = crate::fsio::read_bytes(decoder, MAX_SCAN) else { return Vec::new() };
     let mut names: Vec<String> = Vec::new();
-    let mut start = 0;
-    while let Some(offset) = find(&bytes[start..], marker) {
-        let mut at = start + offset + marker.len();
-        let mut length: usize = 0;
-        let mut shift = 0;
-        while let Some(&byte) = bytes.get(at) {
-            length |= usize::from(byte & 0x7f) << shift;
-            at += 1;
-            shift += 7;
-            if byte & 0x80 == 0 || shift > 28 {
-                break;
-            }
-        }
-        if let Some(name) = bytes.get(at..at + length).and_then(|raw| std::str::from_utf8(raw).ok()) {
+    for entry in string_entries(&bytes, b"location") {
+        if let Ok(name) = std::str::from_utf8(entry.value) {
             if !names.iter().any(|known| known == name) {
                 names.push(name.to_owned());
             }
         }
-        start = at;
     }
-    names.into_iter().map(|name| dir.join(name)).collect()
+    names
+}
+
+/// One `StringStringEntryProto` with a given key, and where it sits in the file.
+struct StringEntry<'b> {
+    at: usize,
+    value: &'b [u8],
+}
+
+/// Every `{key: <key>, value: …}` entry in a serialized graph, in file order.
+fn string_entries<'b>(bytes: &'b [u8], key: &[u8]) -> Vec<StringEntry<'b>> {
+    let mut marker = vec![0x0a, u8::try_from(key.len()).unwrap_or(0)];
+    marker.extend_from_slice(key);
+    marker.push(0x12);
+    let mut entries = Vec::new();
+    let mut start = 0;
+    while let Some(offset) = find(&bytes[start..], &marker) {
+        let at = start + offset;
+        let mut cursor = at + marker.len();
+        let length = read_varint(bytes, &mut cursor).and_then(|l| usize::try_from(l).ok());
+        if let Some(value) = length.and_then(|l| cursor.checked_add(l)).and_then(|end| bytes.get(cursor..end)) {
+            entries.push(StringEntry { at, value });
+            cursor += value.len();
+        }
+        start = cursor.max(at + 1);
+    }
+    entries
+}
+
+/// A protobuf varint at `*at`, advancing past it; `None` when cut off or longer than 64 bits.
+fn read_varint(bytes: &[u8], at: &mut usize) -> Option<u64> {
+    let mut value = 0u64;
+    for shift in (0..64).step_by(7) {
+        let byte = *bytes.get(*at)?;
+        *at += 1;
+        value |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Some(value);
+        }
+    }
+    None
+}
+
+/// Walks the top-level fields of an ONNX `ModelProto` (tag, length, skip) to the end of the
+/// file: a truncated file has a field that runs past its end. Reads only the field headers, so
+/// a 2 GB file with inline weights costs a few reads.
+fn check_onnx_file(path: &Path) -> Result<(), String> {
+    use std::io::{BufReader, Read as _};
+    let file = crate::fsio::open_regular(path).map_err(|e| e.to_string())?;
+    let size = file.metadata().map(|m| m.len()).map_err(|e| e.to_string())?;
+    if size == 0 {
+        return Err("is empty, not an ONNX model".into());
+    }
+    let mut reader = BufReader::new(file);
+    let mut at = 0u64;
+    let mut has_graph = false;
+    let varint = |reader: &mut BufReader<std::fs::File>, at: &mut u64| -> Result<u64, String> {
+        let mut value = 0u64;
+        for shift in (0..64).step_by(7) {
+            let mut byte = [0u8];
+            reader.read_exact(&mut byte).map_err(|_| format!("is cut off at byte {} (truncated?)", *at))?;
+            *at += 1;
+            value |= u64::from(byte[0] & 0x7f) << shift;
+            if byte[0] & 0x80 == 0 {
+                return Ok(value);
+            }
+        }
+        Err(format!("is not an ONNX model (malformed field at byte {})", *at))
+    };
+    while at < size {
+        let field_start = at;
+        let tag = varint(&mut reader, &mut at)?;
+        let skip = match tag & 7 {
+            0 => {
+                varint(&mut reader, &mut at)?;
+                0
+            }
+            1 => 8,
+            2 => varint(&mut reader, &mut at)?,
+            5 => 4,
+            _ => return Err(format!("is not an ONNX model (unexpected data at byte {field_start})")),
+        };
+        if tag >> 3 == 0 {
+            return Err(format!("is not an ONNX model (unexpected data at byte {field_start})"));
+        }
+        let end = at.checked_add(skip).filter(|end| *end <= size).ok_or_else(|| {
+            format!("is truncated: a field at byte {field_start} needs {skip} bytes but the file is {size} bytes long")
+        })?;
+        reader.seek_relative(i64::try_from(skip).map_err(|_| "has a field too large to be real".to_owned())?).map_err(|e| e.to_string())?;
+        at = end;
+        has_graph |= tag == (7 << 3 | 2);
+    }
+    if has_graph { Ok(()) } else { Err("holds no graph, so it is not an ONNX model".into()) }
+}
+
+/// Each external weights file must hold every byte the graph reads from it (`offset` +
+/// `length` of each tensor).
+fn check_external_data(decoder: &Path) -> Vec<(PathBuf, String)> {
+    let Some(dir) = decoder.parent() else { return Vec::new() };
+    let Ok(bytes) = crate::fsio::read_bytes(decoder, MAX_SCAN) else { return Vec::new() };
+    let number = |value: &[u8]| std::str::from_utf8(value).ok().and_then(|t| t.parse::<u64>().ok());
+    // Entries in file order: a tensor's location, then its offset and length.
+    let mut events: Vec<(usize, &[u8], &[u8])> = Vec::new();
+    for key in [&b"location"[..], b"offset", b"length"] {
+        events.extend(string_entries(&bytes, key).into_iter().map(|e| (e.at, key, e.value)));
+    }
+    events.sort_by_key(|(at, _, _)| *at);
+    let mut needed: Vec<(String, u64)> = Vec::new();
+    let mut current: Option<(String, u64, u64)> = None;
+    let finish = |entry: Option<(String, u64, u64)>, needed: &mut Vec<(String, u64)>| {
+        if let Some((name, offset, length)) = entry {
+            let end = offset.saturating_add(length);
+            match needed.iter_mut().find(|(known, _)| *known == name) {
+                Some((_, max)) => *max = (*max).max(end),
+                None => needed.push((name, end)),
+            }
+        }
+    };
+    for (_, key, value) in events {
+        match key {
+            b"location" => {
+                finish(current.take(), &mut needed);
+                current = std::str::from_utf8(value).ok().map(|name| (name.to_owned(), 0, 0));
+            }
+            b"offset" => {
+                if let (Some(entry), Some(n)) = (current.as_mut(), number(value)) {
+                    entry.1 = n;
+                }
+            }
+            _ => {
+                if let (Some(entry), Some(n)) = (current.as_mut(), number(value)) {
+                    entry.2 = n;
+                }
+            }
+        }
+    }
+    finish(current.take(), &mut needed);
+    let mut problems = Vec::new();
+    for (name, end) in needed {
+        let Ok(inside) = crate::fsio::names::inside_path(&name) else { continue };
+        let path = dir.join(inside);
+        match std::fs::metadata(&path) {
+            Ok(meta) if meta.len() < end => problems.push((
+                path,
+                format!("is {} bytes but the decoder reads its weights up to byte {end} (truncated or from another model)", meta.len()),
+            )),
+            Ok(_) => {}
+            Err(error) => problems.push((path, format!("cannot be read: {error}"))),
+        }
+    }
+    problems
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {

@@ -7,7 +7,7 @@ use std::{
 };
 
 use super::{
-    decoder::{Decoder, DecoderError, KvMode},
+    decoder::{Decoder, DecoderError, KvCache, KvMode},
     sampling::{self, SamplingError, SamplingSettings},
     tokenizer::PromptTokenizer,
 };
@@ -37,9 +37,31 @@ impl FinishReason {
 /// Token counts with MLflow `llm/v1/chat` names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Usage {
+    /// The whole prompt, including the part that came from the cache.
     pub prompt_tokens: usize,
     pub completion_tokens: usize,
     pub total_tokens: usize,
+    /// Prompt tokens whose keys and values were reused from the previous request instead of
+    /// being run through the model again.
+    #[serde(default)]
+    pub cached_tokens: usize,
+}
+
+impl Usage {
+    /// The OpenAI `usage` object: the three counts, plus `prompt_tokens_details.cached_tokens`
+    /// when part of the prompt came from the cache. Without reuse it is exactly MLflow's
+    /// `llm/v1/chat` usage, so a single reply prints what an MLflow package predicts.
+    pub fn openai_json(&self) -> serde_json::Value {
+        let mut usage = serde_json::json!({
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total_tokens,
+        });
+        if self.cached_tokens > 0 {
+            usage["prompt_tokens_details"] = serde_json::json!({"cached_tokens": self.cached_tokens});
+        }
+        usage
+    }
 }
 
 /// Speed figures of one reply.
@@ -51,6 +73,25 @@ pub struct Timings {
     pub decode_ms: f64,
     pub prefill_tokens_per_second: f64,
     pub decode_tokens_per_second: f64,
+    /// Where the decode steps' time went.
+    #[serde(default)]
+    pub decode_profile: DecodeProfile,
+}
+
+/// The decode steps' time, split by what it was spent on (milliseconds, summed over the steps).
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+pub struct DecodeProfile {
+    pub steps: usize,
+    /// Inside ONNX Runtime's run.
+    pub run_ms: f64,
+    /// Around the run: binding inputs, growing the KV buffers, copying the logits row out.
+    pub io_ms: f64,
+    /// Logits processors and choosing the token.
+    pub sampling_ms: f64,
+    /// Streaming text and stop strings.
+    pub text_ms: f64,
+    /// The caller's progress callback (events to the GUI or server).
+    pub events_ms: f64,
 }
 
 /// Options for one reply. `None` fields take the model folder's `search` defaults.
@@ -73,6 +114,9 @@ pub struct GenerateOptions {
     /// Never pick an EOS token (benchmarks generate an exact count).
     pub suppress_eos: bool,
     pub kv_mode: KvMode,
+    /// Run the whole prompt through the model even when the cache holds a prefix of it (for
+    /// benchmarks and for comparisons with a fresh onnxruntime-genai generator).
+    pub ignore_cached_prefix: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -105,12 +149,15 @@ pub struct Completion {
     pub timings: Timings,
     /// The max_length that applied.
     pub max_length: usize,
+    /// Why the reply ended, when `finish_reason` alone does not say it (the graph refused to go
+    /// further than its own length limit).
+    pub note: Option<String>,
 }
 
 /// What the loop reports as it goes.
 pub enum Progress<'a> {
-    /// The prompt has been processed.
-    Prefilled { prompt_tokens: usize, elapsed: Duration },
+    /// The prompt has been processed; `cached_tokens` of it came from the cache.
+    Prefilled { prompt_tokens: usize, cached_tokens: usize, elapsed: Duration },
     /// A token was accepted; `text` is the newly complete text (may be empty).
     Token { id: i64, text: &'a str },
 }
@@ -120,6 +167,21 @@ pub struct ResolvedOptions {
     pub max_length: usize,
     pub sampling: SamplingSettings,
     pub seed: i64,
+    /// The sequence length at which the whole sequence is run through the model again.
+    pub rope_rewind_at: Option<usize>,
+}
+
+/// onnxruntime-genai's "Phi-3 RoPE rewind": for `phi3`/`phimoe` models (and `phi3small`), when a
+/// decode step starts with the sequence at 4097 (8193) tokens, it drops the cache and runs the
+/// whole sequence again, so that LongRoPE models (Phi-3-mini-128k, Phi-3.5-mini), whose graph
+/// switches to the long rotary factors past 4096 tokens, recompute the earlier keys with them.
+/// Shorter-context models never reach the threshold.
+pub fn rope_rewind_threshold(model_type: &str) -> Option<usize> {
+    match model_type {
+        "phi3" | "phimoe" => Some(4097),
+        "phi3small" => Some(8193),
+        _ => None,
+    }
 }
 
 /// Applies `options` over the folder's search defaults and checks them.
@@ -142,14 +204,36 @@ pub fn resolve(
         min_length: options.min_length.unwrap_or(defaults.min_length),
         no_repeat_ngram_size: options.no_repeat_ngram_size.unwrap_or(defaults.no_repeat_ngram_size),
     };
-    Ok(ResolvedOptions { max_length, sampling, seed: options.seed.unwrap_or(defaults.random_seed) })
+    Ok(ResolvedOptions { max_length, sampling, seed: options.seed.unwrap_or(defaults.random_seed), rope_rewind_at: None })
 }
 
-/// Runs one reply. `cancel` is polled between steps; a step in flight is stopped through the
-/// decoder's canceller by whoever sets the flag.
+/// The row whose logits choose the first token: the last prompt position that is not the pad
+/// token (floored at 0), as onnxruntime-genai picks it.
+fn first_logits_row(prompt_ids: &[i64], pad: Option<i64>) -> usize {
+    prompt_ids.iter().rposition(|&id| Some(id) != pad).unwrap_or(0)
+}
+
+/// How many leading prompt tokens a request can take from `cache` instead of running them
+/// through the model: their common prefix, but never the row the first token is read from (at
+/// least that one token is always run, so there are logits to choose from).
+pub fn reusable_prefix(cache: Option<&KvCache>, prompt_ids: &[i64], pad: Option<i64>, options: &GenerateOptions) -> usize {
+    match cache {
+        Some(cache) if cache.mode() == options.kv_mode && !options.ignore_cached_prefix => {
+            cache.reusable_prefix(prompt_ids).min(first_logits_row(prompt_ids, pad))
+        }
+        _ => 0,
+    }
+}
+
+/// Runs one reply. `cache` is the sequence kept from the previous request (or `None`): the
+/// common prefix of its ids and `prompt_ids` is reused, the rest is run through the model, and
+/// afterwards it holds the prompt plus every generated token that was fed through the model.
+/// `cancel` is polled between steps; a step in flight is stopped through the decoder's
+/// canceller by whoever sets the flag.
 #[allow(clippy::too_many_arguments)]
 pub fn run(
     decoder: &mut Decoder,
+    cache: &mut Option<KvCache>,
     tokenizer: &PromptTokenizer,
     prompt_ids: &[i64],
     options: &GenerateOptions,
@@ -172,7 +256,7 @@ pub fn run(
     let vocab = decoder.io.vocab_size;
     let method = resolved.sampling.method(vocab)?;
     let limit = match options.max_tokens {
-        Some(tokens) => max_length.min(prompt_len + tokens),
+        Some(tokens) => max_length.min(prompt_len.saturating_add(tokens)),
         None => max_length,
     };
     let mut rng = sampling::rng_for_seed(resolved.seed);
@@ -186,6 +270,10 @@ pub fn run(
     let mut decode_time = Duration::ZERO;
     let mut decode_steps = 0usize;
     let mut prefill_time = Duration::ZERO;
+    let mut cached_tokens = 0usize;
+    let mut note = None;
+    let mut profile = DecodeProfile::default();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
 
     let finish = 'generate: {
         if prompt_len >= limit {
@@ -196,18 +284,23 @@ pub fn run(
             break 'generate FinishReason::Cancelled;
         }
         decoder.reset_cancel()?;
-        let mut cache = decoder.new_cache(options.kv_mode);
-        // The first token comes from the last prompt position that is not the pad token.
-        let row_index = prompt_ids.iter().rposition(|&id| Some(id) != pad).unwrap_or(0);
-        let logits = match decoder.step_row(&mut cache, prompt_ids, max_length, row_index) {
+        cached_tokens = reusable_prefix(cache.as_ref(), prompt_ids, pad, options);
+        if cache.as_ref().is_some_and(|c| c.mode() != options.kv_mode) {
+            *cache = None;
+        }
+        let cache = cache.get_or_insert_with(|| decoder.new_cache(options.kv_mode));
+        cache.rewind(cached_tokens)?;
+        let row_index = first_logits_row(prompt_ids, pad);
+        let logits = match decoder.step_row(cache, &prompt_ids[cached_tokens..], max_length, row_index - cached_tokens) {
             Ok(logits) => logits,
             Err(DecoderError::Cancelled) => break 'generate FinishReason::Cancelled,
             Err(error) => return Err(error.into()),
         };
         prefill_time = logits.elapsed;
-        on_progress(Progress::Prefilled { prompt_tokens: prompt_len, elapsed: prefill_time });
-        let mut row = logits.into_row(row_index);
+        on_progress(Progress::Prefilled { prompt_tokens: prompt_len, cached_tokens, elapsed: prefill_time });
+        let mut row = logits.into_row(row_index - cached_tokens);
         loop {
+            let sampling_started = Instant::now();
             sampling::apply_processors(&mut row, &sequence, &resolved.sampling, eos);
             if options.suppress_eos {
                 for &id in eos {
@@ -218,6 +311,7 @@ pub fn run(
             }
             let token = sampling::choose(&row, &resolved.sampling, method, &mut rng) as i64;
             first_token_at.get_or_insert_with(|| started.elapsed());
+            profile.sampling_ms += ms(sampling_started.elapsed());
             if eos.contains(&token) {
                 eos_token = Some(token);
                 let tail = stops.finish(&mut stream);
@@ -227,39 +321,57 @@ pub fn run(
             }
             sequence.push(token);
             completion_ids.push(token);
+            let text_started = Instant::now();
             let piece = stream.push(token);
             let (visible, stopped) = stops.feed(&piece);
             text.push_str(&visible);
+            let events_started = Instant::now();
+            profile.text_ms += ms(events_started - text_started);
             on_progress(Progress::Token { id: token, text: &visible });
+            profile.events_ms += ms(events_started.elapsed());
             if stopped {
                 break 'generate FinishReason::Stop;
             }
             if sequence.len() >= limit {
-                let tail = stops.finish(&mut stream);
-                text.push_str(&tail);
-                if !tail.is_empty() {
-                    on_progress(Progress::Token { id: token, text: &tail });
-                }
+                flush_at_length(&mut stops, &mut stream, &mut text, token, on_progress);
                 break 'generate FinishReason::Length;
             }
             if cancel.load(Ordering::Relaxed) {
                 break 'generate FinishReason::Cancelled;
             }
-            let step = match decoder.step_row(&mut cache, &[token], max_length, 0) {
+            // At genai's LongRoPE threshold the whole sequence is read again (see
+            // `rope_rewind_threshold`); every other step feeds the one new token.
+            let reread = resolved.rope_rewind_at == Some(sequence.len());
+            let logits_row = if reread { first_logits_row(&sequence, pad) } else { 0 };
+            let result = if reread {
+                cache.rewind(0).and_then(|()| decoder.step_row(cache, &sequence, max_length, logits_row))
+            } else {
+                decoder.step_row(cache, &[token], max_length, 0)
+            };
+            let step = match result {
                 Ok(logits) => logits,
                 Err(DecoderError::Cancelled) => break 'generate FinishReason::Cancelled,
+                // A graph can stop short of the configured context (its rotary tables end, for
+                // instance): the reply so far is kept and ends as a length stop.
+                Err(DecoderError::Run(message)) => {
+                    note = Some(format!("the model cannot run more than {} tokens: {message}", cache.len()));
+                    flush_at_length(&mut stops, &mut stream, &mut text, token, on_progress);
+                    break 'generate FinishReason::Length;
+                }
                 Err(error) => return Err(error.into()),
             };
             decode_time += step.elapsed;
             decode_steps += 1;
-            row = step.into_row(0);
+            profile.steps += 1;
+            profile.run_ms += ms(step.run_elapsed);
+            profile.io_ms += ms(step.elapsed.saturating_sub(step.run_elapsed));
+            row = step.into_row(logits_row);
         }
     };
     if finish == FinishReason::Cancelled {
         let tail = stops.finish(&mut stream);
         text.push_str(&tail);
     }
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let per_second = |count: usize, d: Duration| if d.is_zero() { 0.0 } else { count as f64 / d.as_secs_f64() };
     let completion_tokens = completion_ids.len();
     Ok(Completion {
@@ -268,16 +380,38 @@ pub fn run(
         eos_token,
         text,
         finish_reason: finish,
-        usage: Usage { prompt_tokens: prompt_len, completion_tokens, total_tokens: prompt_len + completion_tokens },
+        usage: Usage {
+            prompt_tokens: prompt_len,
+            completion_tokens,
+            total_tokens: prompt_len + completion_tokens,
+            cached_tokens,
+        },
         timings: Timings {
             time_to_first_token_ms: first_token_at.map(ms).unwrap_or(0.0),
             prefill_ms: ms(prefill_time),
             decode_ms: ms(decode_time),
-            prefill_tokens_per_second: per_second(prompt_len, prefill_time),
+            prefill_tokens_per_second: per_second(prompt_len - cached_tokens, prefill_time),
             decode_tokens_per_second: per_second(decode_steps, decode_time),
+            decode_profile: profile,
         },
         max_length,
+        note,
     })
+}
+
+/// At a length stop: whatever the stream and the stop matcher still hold becomes text.
+fn flush_at_length(
+    stops: &mut StopMatcher<'_>,
+    stream: &mut super::tokenizer::TextStream<'_>,
+    text: &mut String,
+    token: i64,
+    on_progress: &mut dyn FnMut(Progress<'_>),
+) {
+    let tail = stops.finish(stream);
+    text.push_str(&tail);
+    if !tail.is_empty() {
+        on_progress(Progress::Token { id: token, text: &tail });
+    }
 }
 
 /// Holds back streamed text that might be the start of a stop string, so no part of a stop

@@ -3,9 +3,12 @@
 //! Knows nothing of MLflow or the GUI.
 
 pub mod config;
+mod cpp_sort;
 pub mod decoder;
 pub mod folder;
 pub mod generate;
+pub mod graph_scan;
+pub mod kv_cache;
 pub mod sampling;
 pub mod tokenizer;
 pub mod worker;
@@ -13,9 +16,9 @@ pub mod worker;
 use std::{path::Path, sync::atomic::AtomicBool, time::Instant};
 
 pub use config::{GenaiConfig, SearchOptions};
-pub use decoder::{Decoder, DecoderError, DecoderSettings, KvMode};
+pub use decoder::{Decoder, DecoderError, DecoderSettings, KvCache, KvMode};
 pub use folder::{FolderError, ModelFolder};
-pub use generate::{Completion, FinishReason, GenerateError, GenerateOptions, Progress, Timings, Usage};
+pub use generate::{Completion, DecodeProfile, FinishReason, GenerateError, GenerateOptions, Progress, Timings, Usage};
 pub use tokenizer::{ChatMessage, PromptTokenizer, TokenizerError};
 
 use crate::runtime::Runtime;
@@ -90,14 +93,69 @@ pub struct ModelFacts {
     pub warnings: Vec<String>,
     pub template_source: tokenizer::TemplateSource,
     pub load_ms: f64,
+    /// Which Phi model this looks like ("Phi-3-mini", "Phi-4-mini", … with its distinguishing
+    /// features), from the config and the graph.
+    pub family: String,
+    /// How the weights are stored ("int4 (block 32)", "float16", …).
+    pub quantization: String,
+    /// The execution provider that runs the model (the first that registered).
+    pub provider: String,
+    /// The graph's structure (operators, rotary table, LongRoPE, tied embeddings), when readable.
+    pub graph: Option<graph_scan::GraphSummary>,
 }
 
-/// A loaded model: session plus tokenizer.
+/// The Phi model a folder looks like: Phi-4-mini by its tied embeddings or 200k vocabulary,
+/// Phi-3-medium / Phi-3-mini by width, with LongRoPE (Phi-3-mini-128k, Phi-3.5-mini) and partial
+/// rotary named when the graph has them.
+fn family(facts: &ModelFacts) -> String {
+    let graph = facts.graph.as_ref();
+    let tied = graph.is_some_and(|g| g.tied_embeddings);
+    let long_rope = graph.is_some_and(|g| g.long_rope);
+    let base = if tied || facts.vocab_size >= 200_000 {
+        "Phi-4-mini"
+    } else {
+        match facts.hidden_size {
+            Some(5120) => "Phi-3-medium",
+            Some(3072) if long_rope => "Phi-3.5-mini / Phi-3-mini-128k",
+            Some(3072) => "Phi-3-mini",
+            _ => "Phi-3 architecture",
+        }
+    };
+    let mut features = Vec::new();
+    if long_rope {
+        features.push("LongRoPE".to_owned());
+    }
+    if let Some(columns) = graph.and_then(|g| g.rotary_columns).filter(|&c| 2 * c < facts.head_size) {
+        features.push(format!("partial rotary {} of {}", 2 * columns, facts.head_size));
+    }
+    if tied {
+        features.push("tied embeddings".to_owned());
+    }
+    if features.is_empty() { base.to_owned() } else { format!("{base} ({})", features.join(", ")) }
+}
+
+/// How the weights are stored, from the graph (block-quantized MatMulNBits, or float MatMuls).
+fn quantization(facts: &ModelFacts) -> String {
+    match facts.graph.as_ref() {
+        Some(graph) => match (graph.quantized_bits, graph.quantized_block_size, &graph.float_weights) {
+            (Some(bits), Some(block), _) => format!("int{bits} (block {block})"),
+            (Some(bits), None, _) => format!("int{bits}"),
+            (None, _, Some(float)) => float.clone(),
+            (None, _, None) => "unknown".to_owned(),
+        },
+        None => "unknown".to_owned(),
+    }
+}
+
+/// A loaded model: session plus tokenizer, and the KV cache of the last request, kept so the
+/// next request that starts the same way (the next turn of a chat, a regenerated reply, an
+/// edited message) runs only what is new.
 pub struct Engine {
     pub folder: ModelFolder,
     pub decoder: Decoder,
     pub tokenizer: PromptTokenizer,
     pub facts: ModelFacts,
+    cache: Option<KvCache>,
 }
 
 impl Engine {
@@ -105,7 +163,8 @@ impl Engine {
     pub fn load(runtime: &Runtime, path: &Path, settings: &DecoderSettings) -> Result<Self, EngineError> {
         let started = Instant::now();
         let folder = ModelFolder::open(path)?;
-        let tokenizer = PromptTokenizer::load(&folder.dir)?;
+        let mut tokenizer = PromptTokenizer::load(&folder.dir)?;
+        tokenizer.limit_prompt_tokens(folder.config.model.context_length);
         let decoder = Decoder::load(runtime, &folder, settings)?;
         let config = &folder.config;
         let facts = ModelFacts {
@@ -131,9 +190,41 @@ impl Engine {
             intra_threads: decoder.facts.intra_threads,
             warnings: decoder.facts.warnings.clone(),
             template_source: tokenizer.template_source,
-            load_ms: started.elapsed().as_secs_f64() * 1000.0,
+            load_ms: 0.0,
+            family: String::new(),
+            quantization: String::new(),
+            provider: decoder.facts.execution_providers.first().cloned().unwrap_or_default(),
+            graph: None,
         };
-        Ok(Self { folder, decoder, tokenizer, facts })
+        let mut facts = facts;
+        match graph_scan::scan(&folder.decoder) {
+            Ok(summary) => facts.graph = Some(summary),
+            Err(error) => facts.warnings.push(error.to_string()),
+        }
+        facts.family = family(&facts);
+        facts.quantization = quantization(&facts);
+        facts.load_ms = started.elapsed().as_secs_f64() * 1000.0;
+        Ok(Self { folder, decoder, tokenizer, facts, cache: None })
+    }
+
+    /// The ids whose keys and values the kept cache holds (empty before the first request).
+    pub fn cached_ids(&self) -> &[i64] {
+        self.cache.as_ref().map(KvCache::tokens).unwrap_or_default()
+    }
+
+    /// Rows reserved per layer by the kept cache.
+    pub fn cache_capacity(&self) -> usize {
+        self.cache.as_ref().map(KvCache::capacity).unwrap_or(0)
+    }
+
+    /// Frees the kept cache.
+    pub fn clear_cache(&mut self) {
+        self.cache = None;
+    }
+
+    /// How many leading tokens of `prompt_ids` [`Self::generate_ids`] would take from the cache.
+    pub fn reusable_prefix(&self, prompt_ids: &[i64], options: &GenerateOptions) -> usize {
+        generate::reusable_prefix(self.cache.as_ref(), prompt_ids, self.folder.config.pad_token_id(), options)
     }
 
     /// Renders and encodes a prompt, fitting a conversation into `max_length` per `policy`
@@ -191,10 +282,13 @@ impl Engine {
     /// before encoding).
     pub fn resolve(&self, options: &GenerateOptions) -> Result<generate::ResolvedOptions, GenerateError> {
         let config = &self.folder.config;
-        generate::resolve(options, &config.search, config.default_max_length(), config.model.context_length)
+        let mut resolved = generate::resolve(options, &config.search, config.default_max_length(), config.model.context_length)?;
+        resolved.rope_rewind_at = generate::rope_rewind_threshold(&config.model.model_type);
+        Ok(resolved)
     }
 
-    /// Generates a reply for already encoded prompt ids.
+    /// Generates a reply for already encoded prompt ids, reusing the kept cache's common prefix
+    /// (unless `options.ignore_cached_prefix`).
     pub fn generate_ids(
         &mut self,
         prompt_ids: &[i64],
@@ -207,8 +301,9 @@ impl Engine {
         let eos = config.eos_token_ids();
         let pad = config.pad_token_id();
         let context_length = config.model.context_length;
-        Ok(generate::run(
+        let result = generate::run(
             &mut self.decoder,
+            &mut self.cache,
             &self.tokenizer,
             prompt_ids,
             options,
@@ -218,7 +313,12 @@ impl Engine {
             context_length,
             cancel,
             on_progress,
-        )?)
+        );
+        if matches!(result, Err(GenerateError::Decoder(_))) {
+            // A failed run may leave the cache in any state; the next request starts afresh.
+            self.cache = None;
+        }
+        Ok(result?)
     }
 
     /// Renders, encodes and generates.

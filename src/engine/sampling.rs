@@ -12,6 +12,8 @@
 
 use rand_mt::Mt;
 
+use super::cpp_sort::partial_sort;
+
 /// What decides the next token.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SamplingSettings {
@@ -147,16 +149,12 @@ pub fn choose(logits: &[f32], settings: &SamplingSettings, method: Method, rng: 
     }
 }
 
-/// Indices sorted by descending score; ties by index (genai's `partial_sort` leaves tie order
-/// unspecified, and real logits practically never tie).
+/// Token indices ordered as genai orders them: `std::partial_sort` of `0..V` by descending
+/// score, whose order of equal scores matters (see [`super::cpp_sort`]).
 fn sorted_prefix(scores: &[f32], count: usize) -> Vec<usize> {
     let mut indices: Vec<usize> = (0..scores.len()).collect();
-    let by_score = |a: &usize, b: &usize| scores[*b].total_cmp(&scores[*a]).then(a.cmp(b));
-    if count < indices.len() {
-        indices.select_nth_unstable_by(count, by_score);
-        indices.truncate(count);
-    }
-    indices.sort_by(by_score);
+    partial_sort(&mut indices, count.min(scores.len()), &|a: &usize, b: &usize| scores[*a] > scores[*b]);
+    indices.truncate(count);
     indices
 }
 
@@ -192,48 +190,59 @@ fn top_k_distribution(scores: &[f32], top_k: usize, top_p: Option<f32>, temperat
 fn nucleus_distribution(scores: &[f32], p: f32, temperature: f32) -> (Vec<usize>, Vec<f32>) {
     let inverse_temperature = 1.0f32 / temperature;
     let vocab = scores.len();
-    let indices = sorted_prefix(scores, vocab);
-    let max_score = scores[indices[0]];
-    let weight = |i: usize| ((scores[indices[i]] - max_score) * inverse_temperature).exp();
+    let max_score = scores.iter().copied().fold(f32::NEG_INFINITY, |best, s| if s > best { s } else { best });
+    let weight = |score: f32| ((score - max_score) * inverse_temperature).exp();
+    let descending = |a: &usize, b: &usize| scores[*a] > scores[*b];
     // genai walks the sorted scores, stopping where the prefix provably holds `p` of the mass:
     // every unseen score is at most the current one, which bounds the tail. It sorts in stages
-    // of 16, 64, 256, … candidates, and a cutoff that falls on the last candidate of a stage
-    // (other than the final one) does not end the search: the walk goes on into the next stage.
+    // of 16, 64, 256, … candidates, each stage a partial sort of what is still unsorted (which
+    // fixes the order of ties), and a cutoff that falls on the last candidate of a stage (other
+    // than the final one) does not end the search: the walk goes on into the next stage.
     const FIRST_STAGE: usize = 16;
     const STAGE_GROWTH: usize = 4;
+    let mut indices: Vec<usize> = (0..vocab).collect();
+    let mut sorted = 0;
     let mut stage_end = FIRST_STAGE.min(vocab);
-    let mut cutoff = vocab;
     let mut prefix = 0.0f32;
-    for i in 0..vocab {
-        let exp_i = weight(i);
-        prefix += exp_i;
-        let tail_bound = (vocab - i - 1) as f32 * exp_i;
-        let reached = prefix >= p * (prefix + tail_bound);
-        let last_of_stage = i + 1 == stage_end;
-        if reached && (!last_of_stage || stage_end == vocab) {
-            cutoff = i + 1;
+    let mut cutoff;
+    loop {
+        partial_sort(&mut indices[sorted..], stage_end - sorted, &descending);
+        cutoff = stage_end;
+        for i in sorted..stage_end {
+            let exp_i = weight(scores[indices[i]]);
+            prefix += exp_i;
+            let tail_bound = (vocab - i - 1) as f32 * exp_i;
+            if prefix >= p * (prefix + tail_bound) {
+                cutoff = i + 1;
+                break;
+            }
+        }
+        sorted = stage_end;
+        if cutoff < stage_end || stage_end == vocab {
             break;
         }
-        if last_of_stage {
-            stage_end = (stage_end * STAGE_GROWTH).min(vocab);
-        }
+        stage_end = (stage_end * STAGE_GROWTH).min(vocab);
     }
     // For small vocabularies genai uses the exact partition function instead.
-    if vocab <= 64 {
-        let total = (0..vocab).fold(0.0f32, |acc, i| acc + weight(i));
+    if vocab <= FIRST_STAGE * STAGE_GROWTH {
+        if sorted < vocab {
+            partial_sort(&mut indices[sorted..], vocab - sorted, &descending);
+        }
+        let total = indices.iter().fold(0.0f32, |acc, &i| acc + weight(scores[i]));
         let mut cumulative = 0.0f32;
-        for i in 0..vocab {
-            cumulative += weight(i);
+        for (i, &index) in indices.iter().enumerate() {
+            cumulative += weight(scores[index]);
             if cumulative >= p * total {
                 cutoff = i + 1;
                 break;
             }
         }
     }
-    let weights: Vec<f32> = (0..cutoff).map(weight).collect();
+    let weights: Vec<f32> = indices[..cutoff].iter().map(|&i| weight(scores[i])).collect();
     let sum = weights.iter().fold(0.0f32, |acc, w| acc + w);
     let inverse = if sum > 0.0 { 1.0 / sum } else { 0.0 };
-    (indices[..cutoff].to_vec(), weights.iter().map(|w| w * inverse).collect())
+    indices.truncate(cutoff);
+    (indices, weights.iter().map(|w| w * inverse).collect())
 }
 
 /// libstdc++'s `std::discrete_distribution<int>(probs)(rng)`.

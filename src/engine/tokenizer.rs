@@ -19,6 +19,14 @@ use serde_json::Value;
 
 use super::folder::{CHAT_TEMPLATE_JINJA, TOKENIZER_CONFIG, TOKENIZER_JSON};
 
+/// Most instructions (and bytes of values, see minijinja's fuel) one render of a chat template
+/// may use; the Phi-3 template needs about 40 per message.
+pub const TEMPLATE_FUEL: u64 = 3_000_000;
+/// Most nested calls, loops and includes in one render.
+pub const TEMPLATE_RECURSION: usize = 100;
+/// Most bytes a rendered prompt may have (a 128 K-token context is under 1 MB of text).
+pub const TEMPLATE_OUTPUT_LIMIT: usize = 4 << 20;
+
 /// Used only when a model folder carries no chat template: Phi-3's published format.
 pub const PHI3_FALLBACK_TEMPLATE: &str = "{% for message in messages %}<|{{ message['role'] }}|>\n{{ message['content'] }}<|end|>\n{% endfor %}{% if add_generation_prompt %}<|assistant|>\n{% else %}{{ eos_token }}{% endif %}";
 
@@ -30,6 +38,10 @@ pub enum TokenizerError {
     Config { path: String, message: String },
     #[error("the chat template could not be rendered: {0}")]
     Template(String),
+    #[error(
+        "the prompt is {bytes} bytes, which is at least {min_tokens} tokens: far beyond the model's context of {limit} tokens, so it was not tokenised"
+    )]
+    PromptTooLong { bytes: usize, min_tokens: usize, limit: usize },
     #[error("encoding failed: {0}")]
     Encode(String),
 }
@@ -65,6 +77,10 @@ pub struct PromptTokenizer {
     /// id → (piece bytes as genai streams them, is special)
     pieces: Vec<Option<(Vec<u8>, bool)>>,
     spm_style: bool,
+    /// The most input bytes one token can stand for (so `bytes / longest` tokens at least).
+    longest_token_bytes: usize,
+    /// Texts that cannot fit this many tokens are refused before encoding.
+    token_limit: Option<usize>,
 }
 
 impl std::fmt::Debug for PromptTokenizer {
@@ -83,30 +99,23 @@ fn token_text(value: Option<&Value>) -> Option<String> {
 
 impl PromptTokenizer {
     pub fn load(dir: &Path) -> Result<Self, TokenizerError> {
+        use crate::fsio;
         let tokenizer_path = dir.join(TOKENIZER_JSON);
-        let tokenizer = tokenizers::Tokenizer::from_file(&tokenizer_path).map_err(|e| TokenizerError::Load {
-            path: tokenizer_path.display().to_string(),
-            message: e.to_string(),
-        })?;
+        let load_error = |message: String| TokenizerError::Load { path: tokenizer_path.display().to_string(), message };
+        let bytes = fsio::read_bytes(&tokenizer_path, fsio::TOKENIZER_LIMIT).map_err(|e| load_error(e.to_string()))?;
+        let tokenizer = tokenizers::Tokenizer::from_bytes(&bytes).map_err(|e| load_error(e.to_string()))?;
+        drop(bytes);
+        let config_error = |path: &Path, message: String| TokenizerError::Config { path: path.display().to_string(), message };
         let config_path = dir.join(TOKENIZER_CONFIG);
-        let config: Value = if config_path.is_file() {
-            let text = std::fs::read_to_string(&config_path).map_err(|e| TokenizerError::Config {
-                path: config_path.display().to_string(),
-                message: e.to_string(),
-            })?;
-            serde_json::from_str(text.trim_start_matches('\u{feff}')).map_err(|e| TokenizerError::Config {
-                path: config_path.display().to_string(),
-                message: format!("not valid JSON: {e}"),
-            })?
-        } else {
-            Value::Null
+        let config: Value = match fsio::read_text_if_present(&config_path, fsio::CONFIG_LIMIT) {
+            Ok(Some(text)) => serde_json::from_str(text.trim_start_matches('\u{feff}'))
+                .map_err(|e| config_error(&config_path, format!("not valid JSON: {e}")))?,
+            Ok(None) => Value::Null,
+            Err(e) => return Err(config_error(&config_path, e.to_string())),
         };
         let jinja_path = dir.join(CHAT_TEMPLATE_JINJA);
-        let (template, template_source) = if jinja_path.is_file() {
-            let text = std::fs::read_to_string(&jinja_path).map_err(|e| TokenizerError::Config {
-                path: jinja_path.display().to_string(),
-                message: e.to_string(),
-            })?;
+        let jinja = fsio::read_text_if_present(&jinja_path, fsio::TEMPLATE_LIMIT).map_err(|e| config_error(&jinja_path, e.to_string()))?;
+        let (template, template_source) = if let Some(text) = jinja {
             (text, TemplateSource::ChatTemplateJinja)
         } else {
             match config.get("chat_template") {
@@ -125,12 +134,28 @@ impl PromptTokenizer {
         let bos_token = token_text(config.get("bos_token")).unwrap_or_else(|| "<s>".into());
         let eos_token = token_text(config.get("eos_token")).unwrap_or_else(|| "<|endoftext|>".into());
         let (pieces, spm_style) = stream_pieces(&tokenizer);
-        Ok(Self { tokenizer, template, template_source, bos_token, eos_token, pieces, spm_style })
+        let longest_token_bytes = longest_token_bytes(&tokenizer);
+        Ok(Self { tokenizer, template, template_source, bos_token, eos_token, pieces, spm_style, longest_token_bytes, token_limit: None })
     }
 
-    /// Renders a conversation with the model's chat template.
+    /// Refuse, before encoding, any text that cannot fit in `tokens` (the model's context):
+    /// tokenising megabytes only to find they do not fit would stall the caller.
+    pub fn limit_prompt_tokens(&mut self, tokens: usize) {
+        self.token_limit = Some(tokens);
+    }
+
+    /// The fewest tokens `text` can encode to.
+    pub fn min_tokens(&self, text: &str) -> usize {
+        text.len().div_ceil(self.longest_token_bytes.max(1))
+    }
+
+    /// Renders a conversation with the model's chat template, within [`TEMPLATE_FUEL`],
+    /// [`TEMPLATE_RECURSION`] and [`TEMPLATE_OUTPUT_LIMIT`]: a template that loops forever or
+    /// renders a flood fails fast with "chat template … exceeded …".
     pub fn apply_chat_template(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<String, TokenizerError> {
         let mut env = minijinja::Environment::new();
+        env.set_fuel(Some(TEMPLATE_FUEL));
+        env.set_recursion_limit(TEMPLATE_RECURSION);
         // Hugging Face renders chat templates with trim_blocks and lstrip_blocks on.
         let syntax = env
             .syntax()
@@ -146,18 +171,39 @@ impl PromptTokenizer {
         });
         env.add_template("chat", &self.template).map_err(|e| TokenizerError::Template(e.to_string()))?;
         let template = env.get_template("chat").map_err(|e| TokenizerError::Template(e.to_string()))?;
-        template
-            .render(minijinja::context! {
-                messages => minijinja::Value::from(minijinja::value::Serde(messages)),
-                add_generation_prompt => add_generation_prompt,
-                bos_token => &self.bos_token,
-                eos_token => &self.eos_token,
-            })
-            .map_err(|e| TokenizerError::Template(e.to_string()))
+        let mut output = BoundedOutput { bytes: Vec::new(), limit: TEMPLATE_OUTPUT_LIMIT, overflowed: false };
+        let context = minijinja::context! {
+            messages => minijinja::Value::from(minijinja::value::Serde(messages)),
+            add_generation_prompt => add_generation_prompt,
+            bos_token => &self.bos_token,
+            eos_token => &self.eos_token,
+        };
+        let rendered = template.render_captured_to(context, &mut output);
+        let overflowed = output.overflowed;
+        rendered.map_err(|e| {
+            let what = if overflowed {
+                format!("chat template exceeded the {TEMPLATE_OUTPUT_LIMIT}-byte limit on a rendered prompt")
+            } else if e.kind() == minijinja::ErrorKind::OutOfFuel {
+                format!("chat template exceeded its budget of {TEMPLATE_FUEL} steps (does it loop forever?)")
+            } else if e.to_string().contains("recursion") {
+                format!("chat template exceeded the nesting limit of {TEMPLATE_RECURSION}: {e}")
+            } else {
+                e.to_string()
+            };
+            TokenizerError::Template(what)
+        })?;
+        String::from_utf8(output.bytes).map_err(|e| TokenizerError::Template(format!("the template rendered invalid UTF-8: {e}")))
     }
 
-    /// Token ids of `text`, with no special tokens added.
+    /// Token ids of `text`, with no special tokens added. A text that cannot fit the limit set
+    /// by [`Self::limit_prompt_tokens`] is refused without encoding it.
     pub fn encode(&self, text: &str) -> Result<Vec<i64>, TokenizerError> {
+        if let Some(limit) = self.token_limit {
+            let min_tokens = self.min_tokens(text);
+            if min_tokens > limit {
+                return Err(TokenizerError::PromptTooLong { bytes: text.len(), min_tokens, limit });
+            }
+        }
         let encoding = self.tokenizer.encode(text, false).map_err(|e| TokenizerError::Encode(e.to_string()))?;
         Ok(encoding.get_ids().iter().map(|&id| i64::from(id)).collect())
     }
@@ -205,6 +251,36 @@ fn stream_pieces(tokenizer: &tokenizers::Tokenizer) -> (Vec<Option<(Vec<u8>, boo
         *slot = Some((bytes, false));
     }
     (pieces, byte_tokens == 256)
+}
+
+/// The most input bytes one token can cover: the longest vocabulary piece (SentencePiece's `▁`
+/// counts as the one space it stands for) or added token.
+fn longest_token_bytes(tokenizer: &tokenizers::Tokenizer) -> usize {
+    let pieces = tokenizer.get_vocab(true).into_keys().map(|piece| piece.replace('\u{2581}', " ").len());
+    let added = tokenizer.get_added_tokens_decoder().into_values().map(|token| token.content.len());
+    pieces.chain(added).max().unwrap_or(1).max(1)
+}
+
+/// A writer that refuses to grow past `limit` bytes (a template rendering a flood).
+struct BoundedOutput {
+    bytes: Vec<u8>,
+    limit: usize,
+    overflowed: bool,
+}
+
+impl std::io::Write for BoundedOutput {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        if self.bytes.len().saturating_add(data.len()) > self.limit {
+            self.overflowed = true;
+            return Err(std::io::Error::other("the rendered prompt is too large"));
+        }
+        self.bytes.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 fn parse_byte_token(piece: &str) -> Option<u8> {
@@ -278,6 +354,12 @@ impl TextStream<'_> {
     fn push_incremental(&mut self, id: i64) -> String {
         let Ok(id) = u32::try_from(id) else { return String::new() };
         self.ids.push(id);
+        // A run of byte-fallback tokens decodes as one UTF-8 sequence (tokens that decode to
+        // nothing, such as special ones, do not interrupt it): a later byte can turn characters
+        // already complete into U+FFFD, so text waits for a token that ends the run.
+        if !self.ends_byte_run(id) {
+            return String::new();
+        }
         let text = self.decode_all();
         if text.ends_with('\u{FFFD}') {
             return String::new();
@@ -285,6 +367,12 @@ impl TextStream<'_> {
         let fresh = text.get(self.emitted..).unwrap_or_default().to_owned();
         self.emitted = text.len().max(self.emitted);
         fresh
+    }
+
+    /// Whether `id` is ordinary text: known, not special, not a `<0xHH>` byte token.
+    fn ends_byte_run(&self, id: u32) -> bool {
+        let special = usize::try_from(id).ok().and_then(|i| self.tokenizer.pieces.get(i)).and_then(Option::as_ref).is_none_or(|(_, special)| *special);
+        !special && self.tokenizer.tokenizer.id_to_token(id).is_some_and(|piece| parse_byte_token(&piece).is_none())
     }
 
     fn decode_all(&self) -> String {
@@ -362,9 +450,51 @@ mod tests {
         assert_eq!(chunks.concat(), text, "no glued words, nothing lost");
         assert!(chunks.iter().all(|c| !c.contains('\u{FFFD}')), "no partial characters: {chunks:?}");
         let smile: Vec<i64> = "😀".bytes().map(|b| i64::from(b) + 3).collect();
+        // Byte tokens wait for the run to end (a later byte could still invalidate it), here
+        // at the next word, so the chunks always add up to the whole decode.
+        let word = tokenizer.encode("hi").unwrap();
         let mut stream = tokenizer.stream();
-        let parts: Vec<String> = smile.iter().map(|&id| stream.push(id)).collect();
-        assert_eq!(parts, vec!["", "", "", "😀"]);
+        let parts: Vec<String> = smile.iter().chain(&word).map(|&id| stream.push(id)).collect();
+        assert_eq!(parts[..4], ["", "", "", ""]);
+        assert_eq!(parts.concat(), "😀 hi");
+        let mut stream = tokenizer.stream();
+        let mut parts: Vec<String> = smile.iter().map(|&id| stream.push(id)).collect();
+        parts.push(stream.finish());
+        assert_eq!(parts, vec!["", "", "", "", "😀"]);
+    }
+
+    #[test]
+    fn long_conversations_render_and_runaway_templates_stop() {
+        let tokenizer = fixture();
+        // A conversation of about 1 MB (beyond any Phi context) still renders within the fuel.
+        let long: Vec<ChatMessage> = (0..200).map(|i| ChatMessage::new(if i % 2 == 0 { "user" } else { "assistant" }, &"word ".repeat(1000))).collect();
+        assert!(tokenizer.apply_chat_template(&long, true).unwrap().len() > 1_000_000);
+        let mut looping = fixture();
+        looping.template = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}".into();
+        let error = looping.apply_chat_template(&long[..1], true).unwrap_err().to_string();
+        assert!(error.contains("chat template exceeded its budget"), "{error}");
+        let mut flood = fixture();
+        flood.template = "{% for i in range(100000) %}{{ 'x' * 100 }}{% endfor %}".into();
+        let error = flood.apply_chat_template(&long[..1], true).unwrap_err().to_string();
+        assert!(error.contains("chat template exceeded the 4194304-byte limit"), "{error}");
+        let mut deep = fixture();
+        deep.template = "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}".into();
+        let error = deep.apply_chat_template(&long[..1], true).unwrap_err().to_string();
+        assert!(error.contains("chat template exceeded the nesting limit"), "{error}");
+    }
+
+    #[test]
+    fn prompts_that_cannot_fit_are_refused_before_encoding() {
+        let mut tokenizer = fixture();
+        let text = "word ".repeat(20_000);
+        assert!(tokenizer.encode(&text).unwrap().len() > 512);
+        tokenizer.limit_prompt_tokens(512);
+        let error = tokenizer.encode(&text).unwrap_err();
+        assert!(matches!(error, TokenizerError::PromptTooLong { limit: 512, .. }), "{error}");
+        // The bound is a true lower bound: what fits is never refused.
+        let fits = "word ".repeat(50);
+        assert_eq!(tokenizer.encode(&fits).unwrap().len(), fixture().encode(&fits).unwrap().len());
+        assert!(tokenizer.min_tokens(&fits) <= fixture().encode(&fits).unwrap().len());
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! within one decode step.
 
 use std::{
-    path::PathBuf,
+    path::{Path, PathBuf},
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, Ordering},
@@ -14,13 +14,16 @@ use std::{
 };
 
 use super::{
-    Completion, ContextPolicy, DecoderSettings, Engine, GenerateOptions, ModelFacts, Progress, Prompt,
+    Completion, ContextPolicy, DecoderSettings, Engine, EngineError, GenerateOptions, ModelFacts, Progress, Prompt,
     decoder::Canceller,
 };
 use crate::runtime::Runtime;
 
 /// Called after each event so a GUI can repaint.
 pub type Waker = Box<dyn Fn() + Send + 'static>;
+
+/// What the worker loads a model folder with ([`Engine::load`] unless a caller says otherwise).
+pub type Loader = fn(&Runtime, &Path, &DecoderSettings) -> Result<Engine, EngineError>;
 
 pub enum Command {
     Load { path: PathBuf, settings: DecoderSettings },
@@ -34,8 +37,9 @@ pub enum Event {
     Loading { path: PathBuf },
     Loaded(Box<ModelFacts>),
     LoadFailed { path: PathBuf, message: String },
-    /// The prompt was encoded and prefilled.
-    Started { id: u64, prompt_tokens: usize, dropped_messages: usize },
+    /// The prompt was encoded; `cached_tokens` of its `prompt_tokens` are taken from the KV cache
+    /// the previous request left (only the rest is run through the model).
+    Started { id: u64, prompt_tokens: usize, cached_tokens: usize, dropped_messages: usize },
     Chunk { id: u64, token: i64, text: String },
     Finished { id: u64, completion: Box<Completion> },
     Failed { id: u64, message: String },
@@ -100,6 +104,11 @@ pub struct Worker {
 
 impl Worker {
     pub fn spawn(runtime: &'static Runtime, waker: Waker) -> Self {
+        Self::spawn_with_loader(runtime, waker, Engine::load)
+    }
+
+    /// Like [`Self::spawn`], loading folders with `loader`.
+    pub fn spawn_with_loader(runtime: &'static Runtime, waker: Waker, loader: Loader) -> Self {
         let (commands, command_rx) = mpsc::channel();
         let (event_tx, events) = mpsc::channel();
         let canceller = Arc::new(Mutex::new(None));
@@ -108,7 +117,7 @@ impl Worker {
         let running = Arc::clone(&current);
         let thread = std::thread::Builder::new()
             .name("modeldesk-engine".into())
-            .spawn(move || worker_loop(runtime, command_rx, event_tx, waker, shared, running))
+            .spawn(move || worker_loop(runtime, loader, command_rx, event_tx, waker, shared, running))
             .ok();
         Self { commands, events, canceller, current, next_id: 1, thread }
     }
@@ -160,6 +169,7 @@ impl Drop for Worker {
 
 fn worker_loop(
     runtime: &'static Runtime,
+    loader: Loader,
     commands: Receiver<Command>,
     events: Sender<Event>,
     waker: Waker,
@@ -182,14 +192,24 @@ fn worker_loop(
                 engine = None;
                 set_canceller(&engine);
                 send(Event::Loading { path: path.clone() });
-                match Engine::load(runtime, &path, &settings) {
-                    Ok(loaded) => {
+                // A bug met while loading (in a parser, in ONNX Runtime's bindings) must not leave
+                // the caller waiting for a load that never ends: it becomes a LoadFailed.
+                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| loader(runtime, &path, &settings)));
+                match outcome {
+                    Ok(Ok(loaded)) => {
                         let facts = loaded.facts.clone();
                         engine = Some(loaded);
                         set_canceller(&engine);
                         send(Event::Loaded(Box::new(facts)));
                     }
-                    Err(error) => send(Event::LoadFailed { path, message: error.to_string() }),
+                    Ok(Err(error)) => send(Event::LoadFailed { path, message: format!("could not load: {error}") }),
+                    Err(panic) => send(Event::LoadFailed {
+                        path,
+                        message: format!(
+                            "could not load: an internal error stopped loading ({}; details are in the crash log)",
+                            panic_text(panic.as_ref())
+                        ),
+                    }),
                 }
             }
             Command::Generate { id, prompt, options, policy, cancel } => {
@@ -205,7 +225,12 @@ fn worker_loop(
                 let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     let resolved = engine.resolve(&options)?;
                     let prepared = engine.prepare(&prompt, resolved.max_length, policy)?;
-                    send(Event::Started { id, prompt_tokens: prepared.ids.len(), dropped_messages: prepared.dropped_messages });
+                    send(Event::Started {
+                        id,
+                        prompt_tokens: prepared.ids.len(),
+                        cached_tokens: engine.reusable_prefix(&prepared.ids, &options),
+                        dropped_messages: prepared.dropped_messages,
+                    });
                     engine.generate_ids(&prepared.ids, &options, &cancel, &mut |progress| {
                         if let Progress::Token { id: token, text } = progress {
                             send(Event::Chunk { id, token, text: text.to_owned() });
@@ -238,4 +263,13 @@ fn worker_loop(
             Command::Shutdown => break,
         }
     }
+}
+
+/// The message of a panic payload (`panic!` carries a `&str` or a `String`).
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|text| (*text).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned())
 }

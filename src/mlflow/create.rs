@@ -4,7 +4,6 @@
 use std::{
     path::{Path, PathBuf},
     sync::atomic::AtomicBool,
-    time::SystemTime,
 };
 
 use serde_json::json;
@@ -13,9 +12,14 @@ use super::{
     super::engine::GenaiConfig,
     export::{CopyProgress, Copier, ExportError, tree_size},
     files::{InputExample, PythonEnv, write_input_example},
-    mlmodel::MlModel,
+    mlmodel::{MlModel, write_atomically},
     schema::{ColSpec, ColType, DataType, ParamSpec, ParamType, Property, Schema, Signature},
     yaml::{Mapping, Node},
+};
+use crate::{
+    engine::folder::{GENAI_CONFIG, ModelFolder},
+    fsio::walk::walk,
+    staging::Staging,
 };
 
 /// The wrapper's code, written to the package root.
@@ -59,7 +63,7 @@ pub enum CreateError {
 /// onnxruntime-genai reads them from `genai_config.json` (the same parse the engine uses, so
 /// the package, ModelDesk's chat and the command line start from the same values).
 fn model_config(source: &Path, task: Task, name: &str) -> Result<Mapping, CreateError> {
-    let loaded = GenaiConfig::load(&source.join("genai_config.json"))
+    let loaded = GenaiConfig::load(&source.join(GENAI_CONFIG))
         .map_err(|e| CreateError::NotOnnx { path: source.to_path_buf(), message: e.to_string() })?;
     let search = &loaded.config.search;
     let mut map = Mapping::new();
@@ -162,25 +166,20 @@ fn local_python_version() -> Option<String> {
 
 /// `YYYY-MM-DD HH:MM:SS.ffffff` in UTC, as MLflow writes `utc_time_created`.
 fn utc_now() -> String {
-    let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
-    let seconds = now.as_secs() as i64;
-    let (days, rest) = (seconds.div_euclid(86_400), seconds.rem_euclid(86_400));
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    mlflow_timestamp(time::OffsetDateTime::now_utc())
+}
+
+fn mlflow_timestamp(now: time::OffsetDateTime) -> String {
+    let now = now.to_offset(time::UtcOffset::UTC);
     format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}.{:06}",
-        rest / 3600,
-        (rest / 60) % 60,
-        rest % 60,
-        now.subsec_micros()
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:06}",
+        now.year(),
+        u8::from(now.month()),
+        now.day(),
+        now.hour(),
+        now.minute(),
+        now.second(),
+        now.microsecond()
     )
 }
 
@@ -192,27 +191,26 @@ pub fn create_from_onnx(
     on_progress: &mut dyn FnMut(CopyProgress),
     cancel: &AtomicBool,
 ) -> Result<PathBuf, CreateError> {
-    if !source.join("genai_config.json").is_file() {
-        return Err(CreateError::NotOnnx { path: source.to_path_buf(), message: "it has no genai_config.json".into() });
-    }
-    if out.exists() {
+    // The same checks as opening the folder for chat: config ranges, decoder, weights, tokenizer.
+    ModelFolder::open(source).map_err(|e| CreateError::NotOnnx { path: source.to_path_buf(), message: e.to_string() })?;
+    if out.symlink_metadata().is_ok() {
         return Err(ExportError::Exists(out.to_path_buf()).into());
     }
     let name = options.name.clone().unwrap_or_else(|| {
         source.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "phi3".into())
     });
     let config = model_config(source, options.task, &name)?;
+    let files = walk(source).and_then(|tree| tree.into_files()).map_err(ExportError::from)?;
+    let total = files.iter().fold(0u64, |sum, f| sum.saturating_add(f.size));
     let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).map_err(|e| CreateError::Write(format!("{}: {e}", parent.display())))?;
-    let staging = tempfile::Builder::new()
-        .prefix(".modeldesk-create-")
-        .tempdir_in(parent)
-        .map_err(|e| CreateError::Write(format!("{}: {e}", parent.display())))?;
-    let root = staging.path();
-    let mut copier = Copier::new(tree_size(source), on_progress, cancel);
-    copier.copy_tree(source, &root.join("artifacts").join(ARTIFACT))?;
+    // Built in a staging folder beside `out` and renamed at the end (see `crate::staging`).
+    let staging = Staging::new_in(parent, "create").map_err(|e| CreateError::Write(format!("{}: {e}", parent.display())))?;
+    let root = staging.path().to_path_buf();
+    let mut copier = Copier::new(total, on_progress, cancel);
+    copier.copy_files(source, &files, &root.join("artifacts").join(ARTIFACT))?;
     let write = |name: &str, text: &str| {
-        std::fs::write(root.join(name), text).map_err(|e| CreateError::Write(format!("{name}: {e}")))
+        write_atomically(&root.join(name), text.as_bytes()).map_err(|e| CreateError::Write(format!("{name}: {e}")))
     };
     write(WRAPPER_FILE, WRAPPER_SOURCE)?;
 
@@ -222,9 +220,9 @@ pub fn create_from_onnx(
         build_dependencies: vec!["pip".into(), "setuptools".into(), "wheel".into()],
         requirements: vec![format!("mlflow=={MLFLOW_VERSION}"), ORT_REQUIREMENT.into(), GENAI_REQUIREMENT.into()],
     };
-    env.write(root).map_err(|e| CreateError::Write(e.to_string()))?;
+    env.write(&root).map_err(|e| CreateError::Write(e.to_string()))?;
 
-    let mut model = MlModel::new(root);
+    let mut model = MlModel::new(&root);
     let mut artifact = Mapping::new();
     artifact.insert("path", Node::Str(format!("artifacts/{ARTIFACT}")));
     artifact.insert("uri", Node::Str(std::path::absolute(source).unwrap_or_else(|_| source.to_path_buf()).display().to_string()));
@@ -266,13 +264,13 @@ pub fn create_from_onnx(
     };
     model.set_signature(&signature);
     write_input_example(&mut model, &example).map_err(|e| CreateError::Write(e.to_string()))?;
-    model.root_mut().insert("model_size_bytes", Node::Int(i128::from(tree_size(root))));
+    model.root_mut().insert("model_size_bytes", Node::Int(i128::from(tree_size(&root))));
     model.save().map_err(|e| CreateError::Write(e.to_string()))?;
-    let staged = staging.keep();
-    std::fs::rename(&staged, out).map_err(|e| {
-        let _ = std::fs::remove_dir_all(&staged);
-        CreateError::Write(format!("{}: {e}", out.display()))
-    })?;
+    copier.sync_created_dirs();
+    if cancel.load(std::sync::atomic::Ordering::Relaxed) {
+        return Err(ExportError::Cancelled.into());
+    }
+    staging.finish(&root, out).map_err(|e| CreateError::Write(format!("{}: {e}", out.display())))?;
     Ok(out.to_path_buf())
 }
 
@@ -287,6 +285,9 @@ mod tests {
         assert_eq!(&now[4..5], "-");
         assert_eq!(&now[10..11], " ");
         assert_eq!(&now[19..20], ".");
+        // A leap day just before midnight, with microseconds, as Python's str(datetime) writes it.
+        let leap = time::OffsetDateTime::from_unix_timestamp_nanos(1_709_251_199_000_123_456).unwrap();
+        assert_eq!(mlflow_timestamp(leap), "2024-02-29 23:59:59.000123");
     }
 
     #[test]

@@ -24,8 +24,8 @@ const LLM_KEYS: [&str; 3] = ["messages", "prompt", "input"];
 pub enum FileError {
     #[error("{path}: {message}")]
     Invalid { path: String, message: String },
-    #[error("cannot write {path}: {source}")]
-    Write { path: String, source: std::io::Error },
+    #[error("cannot write {path}: {error}")]
+    Write { path: String, error: std::io::Error },
 }
 
 /// An input example as MLflow stores it.
@@ -125,9 +125,9 @@ pub fn read_input_example(model: &MlModel) -> Option<Result<InputExample, String
     let Some(file) = safe_join(model.dir(), path) else {
         return Some(Err(format!("saved_input_example_info.artifact_path `{path}` points outside the folder")));
     };
-    let text = match std::fs::read_to_string(&file) {
+    let text = match crate::fsio::read_text(&file, crate::fsio::EXAMPLE_LIMIT) {
         Ok(text) => text,
-        Err(e) => return Some(Err(format!("{path}: {e}"))),
+        Err(e) => return Some(Err(e.to_string())),
     };
     let value: Value = match serde_json::from_str(&text) {
         Ok(value) => value,
@@ -153,7 +153,7 @@ pub fn write_input_example(model: &mut MlModel, example: &InputExample) -> Resul
     let dir = model.dir().to_path_buf();
     let write = |name: &str, text: String| {
         let path = dir.join(name);
-        write_atomically(&path, text.as_bytes()).map_err(|source| FileError::Write { path: path.display().to_string(), source })
+        write_atomically(&path, text.as_bytes()).map_err(|error| FileError::Write { path: path.display().to_string(), error })
     };
     write(INPUT_EXAMPLE, example.file_text())?;
     let serving = serde_json::to_string_pretty(&example.serving_body()).unwrap_or_default();
@@ -163,13 +163,7 @@ pub fn write_input_example(model: &mut MlModel, example: &InputExample) -> Resul
 }
 
 /// `base/relative` when `relative` stays inside `base` (no absolute paths, no `..`).
-pub fn safe_join(base: &Path, relative: &str) -> Option<std::path::PathBuf> {
-    let path = Path::new(relative);
-    if path.is_absolute() || path.components().any(|c| !matches!(c, std::path::Component::Normal(_) | std::path::Component::CurDir)) {
-        return None;
-    }
-    Some(base.join(path))
-}
+pub use crate::fsio::names::safe_join;
 
 /// The Python environment a package declares.
 #[derive(Debug, Clone, PartialEq)]
@@ -221,19 +215,20 @@ impl PythonEnv {
             (CONDA, self.conda_text()),
         ] {
             let path = dir.join(name);
-            write_atomically(&path, text.as_bytes()).map_err(|source| FileError::Write { path: path.display().to_string(), source })?;
+            write_atomically(&path, text.as_bytes()).map_err(|error| FileError::Write { path: path.display().to_string(), error })?;
         }
         Ok(())
     }
 
-    /// Reads what a folder declares (missing files give empty parts).
+    /// Reads what a folder declares (missing files give empty parts; unreadable ones an error).
     pub fn read(dir: &Path) -> Result<Self, FileError> {
-        let requirements = match std::fs::read_to_string(dir.join(REQUIREMENTS)) {
-            Ok(text) => parse_requirements(&text),
-            Err(_) => Vec::new(),
+        let read = |name: &str| {
+            crate::fsio::read_text_if_present(&dir.join(name), crate::fsio::ENV_FILE_LIMIT)
+                .map_err(|e| FileError::Invalid { path: name.into(), message: e.to_string() })
         };
-        let (python, build_dependencies) = match std::fs::read_to_string(dir.join(PYTHON_ENV)) {
-            Ok(text) => {
+        let requirements = read(REQUIREMENTS)?.map(|text| parse_requirements(&text)).unwrap_or_default();
+        let (python, build_dependencies) = match read(PYTHON_ENV)? {
+            Some(text) => {
                 let node = yaml::parse(&text)
                     .map_err(|e| FileError::Invalid { path: PYTHON_ENV.into(), message: e.to_string() })?;
                 let map = node.as_map().cloned().unwrap_or_default();
@@ -248,7 +243,7 @@ impl PythonEnv {
                 };
                 (python, build)
             }
-            Err(_) => (String::new(), Vec::new()),
+            None => (String::new(), Vec::new()),
         };
         Ok(Self { python, build_dependencies, requirements })
     }
@@ -275,11 +270,10 @@ mod tests {
             requirements: vec!["mlflow==3.17.2".into(), "cloudpickle==3.1.2".into()],
         };
         let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/mlflow-examples/v3-pyfunc-log_model");
-        if fixture.is_dir() {
-            assert_eq!(env.python_env_text(), std::fs::read_to_string(fixture.join(PYTHON_ENV)).unwrap());
-            assert_eq!(env.conda_text(), std::fs::read_to_string(fixture.join(CONDA)).unwrap());
-            assert_eq!(env.requirements_text(), std::fs::read_to_string(fixture.join(REQUIREMENTS)).unwrap());
-        }
+        assert!(fixture.is_dir(), "{} is missing: the tests need ../shared beside the clone", fixture.display());
+        assert_eq!(env.python_env_text(), std::fs::read_to_string(fixture.join(PYTHON_ENV)).unwrap());
+        assert_eq!(env.conda_text(), std::fs::read_to_string(fixture.join(CONDA)).unwrap());
+        assert_eq!(env.requirements_text(), std::fs::read_to_string(fixture.join(REQUIREMENTS)).unwrap());
     }
 
     #[test]

@@ -17,16 +17,16 @@ pub const MLMODEL: &str = "MLmodel";
 pub enum MlModelError {
     #[error("{0} has no MLmodel file, so it is not an MLflow model folder")]
     Missing(PathBuf),
-    #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
-    #[error("{path} is not valid YAML ({source})")]
-    Yaml { path: PathBuf, source: YamlError },
+    #[error(transparent)]
+    Read(#[from] crate::fsio::ReadError),
+    #[error("{path} is not valid YAML ({error})")]
+    Yaml { path: PathBuf, error: YamlError },
     #[error("{path} is empty; MLflow cannot load it")]
     Empty { path: PathBuf },
     #[error("{path} must hold a mapping of keys (flavors, signature, …), not {kind}")]
     NotAMapping { path: PathBuf, kind: &'static str },
-    #[error("cannot write {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    #[error("cannot write {path}: {error}")]
+    Write { path: PathBuf, error: std::io::Error },
 }
 
 /// A loaded MLmodel file.
@@ -79,18 +79,18 @@ fn string_at(map: &Mapping, key: &str) -> Option<String> {
 }
 
 impl MlModel {
-    /// Reads `<dir>/MLmodel` (or the file itself when given one).
+    /// Reads `<dir>/MLmodel` (or the file itself when given one): a regular file of at most
+    /// [`crate::fsio::MLMODEL_LIMIT`] bytes of UTF-8 YAML.
     pub fn load(path: &Path) -> Result<Self, MlModelError> {
         let file = if path.is_dir() { path.join(MLMODEL) } else { path.to_path_buf() };
-        if !file.is_file() {
-            return Err(MlModelError::Missing(path.to_path_buf()));
-        }
-        let text = std::fs::read_to_string(&file).map_err(|source| MlModelError::Read { path: file.clone(), source })?;
+        let text = crate::fsio::read_text(&file, crate::fsio::MLMODEL_LIMIT).map_err(|error| {
+            if error.is_missing() { MlModelError::Missing(path.to_path_buf()) } else { MlModelError::Read(error) }
+        })?;
         Self::parse(&text, &file)
     }
 
     pub fn parse(text: &str, path: &Path) -> Result<Self, MlModelError> {
-        let node = yaml::parse(text).map_err(|source| MlModelError::Yaml { path: path.to_path_buf(), source })?;
+        let node = yaml::parse(text).map_err(|error| MlModelError::Yaml { path: path.to_path_buf(), error })?;
         let root = match node {
             Node::Map(map) => map,
             Node::Null => return Err(MlModelError::Empty { path: path.to_path_buf() }),
@@ -288,7 +288,9 @@ impl MlModel {
             return Ok(false);
         }
         let text = self.to_text();
-        write_atomically(&self.path, text.as_bytes()).map_err(|source| MlModelError::Write { path: self.path.clone(), source })?;
+        // Temporary files of saves killed before their rename go first.
+        crate::staging::remove_dead_temp_files(self.dir());
+        write_atomically(&self.path, text.as_bytes()).map_err(|error| MlModelError::Write { path: self.path.clone(), error })?;
         self.original = Some(text);
         self.changed = false;
         Ok(true)
@@ -296,20 +298,28 @@ impl MlModel {
 }
 
 /// Replaces `path` with `bytes` so that a crash or error leaves either the old file or the new
-/// one, never a mix: write a temporary file beside it, flush it to disk, rename it over.
+/// one, never a mix: write a temporary file beside it, flush it to disk, rename it over, flush
+/// the folder. A new file gets the user's ordinary permissions (umask), a replaced one keeps its
+/// own. On a full disk the error says so and the old file is untouched.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let mut temp = tempfile::Builder::new().prefix(".modeldesk-").suffix(".tmp").tempfile_in(dir)?;
+    let prefix = crate::staging::own_prefix("save");
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(&prefix).suffix(".tmp");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        // 0666 before the umask, as any program creating a file gets (tempfile's default is 0600).
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    let mut temp = builder.tempfile_in(dir)?;
     temp.write_all(bytes)?;
     temp.as_file().sync_all()?;
     if let Ok(meta) = std::fs::metadata(path) {
         let _ = temp.as_file().set_permissions(meta.permissions());
     }
     temp.persist(path).map_err(|e| e.error)?;
-    #[cfg(unix)]
-    if let Ok(dir) = std::fs::File::open(dir) {
-        let _ = dir.sync_all();
-    }
+    crate::staging::sync_dir(dir);
     Ok(())
 }
 

@@ -13,6 +13,11 @@ use super::{
     schema::{ColType, Schema, check_example},
     yaml::Node,
 };
+use crate::fsio::{
+    self,
+    names::{inside_path, relative_inside, single_name},
+    walk::walk,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -132,6 +137,32 @@ fn validate_model(model: &MlModel, report: &mut Report) {
         check_transformers(model, dir, report);
     }
     check_env_files(model, dir, report);
+    check_tree(dir, report);
+}
+
+/// Every entry of the folder must be a file or folder (links followed): loops, dangling links
+/// and pipes or devices are errors, as export and create would fail on them.
+pub fn check_tree(dir: &Path, report: &mut Report) {
+    match walk(dir) {
+        Ok(tree) => {
+            for problem in &tree.problems {
+                let file = problem.path().strip_prefix(dir).unwrap_or(problem.path()).display().to_string();
+                report.error(&file, "", problem.to_string());
+            }
+        }
+        Err(error) => report.error("", "", error.to_string()),
+    }
+}
+
+/// A path written in MLmodel at `key`: an error when it is absolute or climbs out with `..`.
+fn check_inside(report: &mut Report, key: &str, value: &str) -> Option<PathBuf> {
+    match inside_path(value) {
+        Ok(path) => Some(path),
+        Err(error) => {
+            report.error(MLMODEL, key, format!("{error}; MLflow would read a file outside the model, and export never copies one"));
+            None
+        }
+    }
 }
 
 fn check_signature(model: &MlModel, report: &mut Report) {
@@ -162,6 +193,17 @@ fn check_signature(model: &MlModel, report: &mut Report) {
 }
 
 fn check_example_block(model: &MlModel, report: &mut Report) {
+    if let Some(info) = model.root().get("saved_input_example_info").and_then(Node::as_map) {
+        let mut inside = true;
+        for name in ["artifact_path", "serving_input_path"] {
+            if let Some(path) = info.get(name).and_then(Node::as_str) {
+                inside &= check_inside(report, &format!("saved_input_example_info.{name}"), path).is_some();
+            }
+        }
+        if !inside {
+            return;
+        }
+    }
     let Some(result) = read_input_example(model) else { return };
     match result {
         Err(message) => report.warning(
@@ -203,9 +245,25 @@ fn check_pyfunc(model: &MlModel, dir: &Path, report: &mut Report) {
         }
     }
     if let Some(code) = &pyfunc.code {
-        if safe_join(dir, code).is_none_or(|p| !p.exists()) {
+        if check_inside(report, &key("code"), code).is_some_and(|inside| !dir.join(inside).exists()) {
             report.warning(MLMODEL, &key("code"), format!("`{code}` is not a folder inside the model"));
         }
+    }
+    if let Some(data) = &pyfunc.data {
+        check_inside(report, &key("data"), data);
+    }
+    match &pyfunc.env {
+        Some(Node::Str(file)) => {
+            check_inside(report, &key("env"), file);
+        }
+        Some(Node::Map(envs)) => {
+            for (name, value) in envs.iter() {
+                if let (Some(name), Some(file)) = (name.as_str(), value.as_str()) {
+                    check_inside(report, &key(&format!("env.{name}")), file);
+                }
+            }
+        }
+        _ => {}
     }
     let code_file = match (&pyfunc.model_code_path, loader.as_str()) {
         (Some(code_path), CODE_MODEL_LOADER | PICKLE_LOADER) => {
@@ -215,6 +273,9 @@ fn check_pyfunc(model: &MlModel, dir: &Path, report: &mut Report) {
                     &key("model_code_path"),
                     format!("`{code_path}` is a Windows path; MLflow takes everything after the last `/` as the file name, so it will not find the file (write just the file name)"),
                 );
+                None
+            } else if single_name(posix_basename(code_path)).is_err() {
+                report.error(MLMODEL, &key("model_code_path"), format!("`{code_path}` does not name a file"));
                 None
             } else {
                 let name = posix_basename(code_path);
@@ -238,6 +299,9 @@ fn check_pyfunc(model: &MlModel, dir: &Path, report: &mut Report) {
         (None, PICKLE_LOADER) => {
             match &pyfunc.python_model {
                 None => report.error(MLMODEL, &key("python_model"), "is missing: MLflow needs python_model.pkl or a model_code_path"),
+                Some(pkl) if single_name(posix_basename(pkl)).is_err() => {
+                    report.error(MLMODEL, &key("python_model"), format!("`{pkl}` does not name a file"))
+                }
                 Some(pkl) if !dir.join(posix_basename(pkl)).is_file() => {
                     report.error(MLMODEL, &key("python_model"), format!("`{pkl}` does not exist in the folder"))
                 }
@@ -269,27 +333,44 @@ fn check_pyfunc(model: &MlModel, dir: &Path, report: &mut Report) {
     }
     for (name, path) in &pyfunc.artifacts {
         let artifact_key = key(&format!("artifacts.{name}"));
+        if let Err(error) = single_name(name) {
+            report.error(MLMODEL, &artifact_key, format!("the artifact's name is not a plain name: {error}"));
+        }
         match path {
             None => report.error(MLMODEL, &artifact_key, "has no `path` (MLflow raises KeyError: 'path')"),
-            Some(path) if Path::new(path).is_absolute() => {
-                report.warning(MLMODEL, &artifact_key, format!("`{path}` is absolute, so the package only works on this machine"));
-            }
-            Some(path) => match safe_join(dir, path) {
-                None => report.error(MLMODEL, &artifact_key, format!("`{path}` points outside the model folder")),
-                Some(full) if !full.exists() => {
-                    report.error(MLMODEL, &artifact_key, format!("`{path}` does not exist in the model folder"))
-                }
-                Some(_) => {}
+            // MLflow loads an absolute path; one into this folder only ties the package to this
+            // machine (export rewrites it), one anywhere else would carry a foreign file along.
+            Some(path) if Path::new(path).is_absolute() => match relative_inside(dir, Path::new(path)) {
+                Some(_) => report.warning(
+                    MLMODEL,
+                    &artifact_key,
+                    format!("`{path}` is absolute, so the package only works on this machine (export makes it relative)"),
+                ),
+                None => report.error(
+                    MLMODEL,
+                    &format!("{artifact_key}.path"),
+                    format!("`{path}` is an absolute path outside the model folder (or missing); export never copies a file from outside"),
+                ),
             },
+            Some(path) => {
+                if let Some(inside) = check_inside(report, &format!("{artifact_key}.path"), path) {
+                    if !dir.join(inside).exists() {
+                        report.error(MLMODEL, &artifact_key, format!("`{path}` does not exist in the model folder"));
+                    }
+                }
+            }
         }
     }
 }
 
 fn check_code_file(file: &Path, pyfunc: &super::mlmodel::PyFuncFlavor, report: &mut Report) {
     let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let Ok(source) = std::fs::read_to_string(file) else {
-        report.error(&name, "", "cannot be read as UTF-8 text");
-        return;
+    let source = match fsio::read_text(file, fsio::CODE_LIMIT) {
+        Ok(source) => source,
+        Err(error) => {
+            report.error(&name, "", error.to_string());
+            return;
+        }
     };
     if !source.contains("set_model") {
         report.error(&name, "", "never calls mlflow.models.set_model(...), so MLflow finds no model in it");
@@ -341,6 +422,10 @@ fn check_transformers(model: &MlModel, dir: &Path, report: &mut Report) {
         }
     };
     for component in &components {
+        if let Err(error) = single_name(component) {
+            report.error(MLMODEL, &key("components"), format!("{error}"));
+            continue;
+        }
         if !flavor.contains_key(&format!("{component}_type")) {
             report.error(MLMODEL, &key(&format!("{component}_type")), format!("is missing (MLflow raises KeyError: '{component}_type')"));
         }
@@ -349,7 +434,7 @@ fn check_transformers(model: &MlModel, dir: &Path, report: &mut Report) {
         }
     }
     let binary = flavor.get("model_binary").and_then(Node::as_str).unwrap_or("pipeline");
-    if safe_join(dir, binary).is_none_or(|p| !p.is_dir()) {
+    if check_inside(report, &key("model_binary"), binary).is_some_and(|inside| !dir.join(inside).is_dir()) {
         report.error(MLMODEL, &key("model_binary"), format!("the model folder `{binary}/` does not exist"));
     }
     if !flavor.contains_key("inference_task") {
@@ -361,7 +446,16 @@ fn check_env_files(model: &MlModel, dir: &Path, report: &mut Report) {
     if model.flavor("python_function").is_none() {
         return;
     }
-    if let Ok(text) = std::fs::read_to_string(dir.join(files::REQUIREMENTS)) {
+    let mut read = |name: &str| match fsio::read_text_if_present(&dir.join(name), fsio::ENV_FILE_LIMIT) {
+        Ok(text) => text,
+        Err(error) => {
+            report.error(name, "", error.to_string());
+            None
+        }
+    };
+    let requirements = read(files::REQUIREMENTS);
+    let env_files = [files::PYTHON_ENV, files::CONDA].map(|name| (name, read(name)));
+    if let Some(text) = requirements {
         for (number, line) in text.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') || line.starts_with('-') {
@@ -374,32 +468,17 @@ fn check_env_files(model: &MlModel, dir: &Path, report: &mut Report) {
             }
         }
     }
-    for name in [files::PYTHON_ENV, files::CONDA] {
-        if let Ok(text) = std::fs::read_to_string(dir.join(name)) {
-            if let Err(e) = super::yaml::parse(&text) {
-                report.warning(name, "", format!("is not valid YAML ({e})"));
-            }
+    for (name, text) in env_files {
+        if let Some(Err(e)) = text.map(|text| super::yaml::parse(&text)) {
+            report.warning(name, "", format!("is not valid YAML ({e})"));
         }
     }
 }
 
-/// Paths of every file in the folder with its size, without following links out of it.
+/// Paths of every file in the folder with its size (links followed; entries that cannot be
+/// read are left out: [`validate_folder`] reports them).
 pub fn list_files(dir: &Path) -> Vec<(PathBuf, u64)> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(current) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&current) else { continue };
-        for entry in entries.flatten() {
-            let Ok(meta) = entry.path().symlink_metadata() else { continue };
-            if meta.is_dir() {
-                stack.push(entry.path());
-            } else if meta.is_file() {
-                out.push((entry.path().strip_prefix(dir).unwrap_or(&entry.path()).to_path_buf(), meta.len()));
-            }
-        }
-    }
-    out.sort();
-    out
+    walk(dir).map(|tree| tree.files.into_iter().map(|f| (f.relative, f.size)).collect()).unwrap_or_default()
 }
 
 /// A JSON summary of a folder (what `modeldesk show --json` prints).

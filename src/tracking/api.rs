@@ -9,8 +9,32 @@ use super::{
     types::{Experiment, KeyValue, LoggedModel, ModelVersion, Page, RegisteredModel, Run, reply},
 };
 
-/// Rows per page when listing (MLflow's own default for registry searches is 100).
+/// Rows per page when listing unless a client asks for another size (MLflow's own default for
+/// registry searches is 100).
 pub const PAGE_SIZE: u32 = 100;
+
+/// Most pages one listing follows (a server that keeps handing out tokens must not loop us).
+const MAX_PAGES: usize = 10_000;
+
+/// Every item of a paged listing: `page(token)` is called with each next-page token until the
+/// server gives none. A token handed out twice, or more than [`MAX_PAGES`] pages, is an error.
+pub fn all_pages<T>(mut page: impl FnMut(Option<&str>) -> Result<Page<T>>) -> Result<Vec<T>> {
+    let mut items = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut token: Option<String> = None;
+    for _ in 0..MAX_PAGES {
+        let next = page(token.as_deref())?;
+        items.extend(next.items);
+        match next.next_page_token.filter(|t| !t.is_empty()) {
+            Some(t) if !seen.insert(t.clone()) => {
+                return Err(TrackingError::Protocol { url: String::new(), reason: format!("the server handed out the page token {t} twice") });
+            }
+            Some(t) => token = Some(t),
+            None => return Ok(items),
+        }
+    }
+    Err(TrackingError::Protocol { url: String::new(), reason: format!("the listing has more than {MAX_PAGES} pages") })
+}
 
 fn tags_json(tags: &[KeyValue]) -> Value {
     Value::Array(tags.iter().map(|t| json!({"key": t.key, "value": t.value})).collect())
@@ -52,7 +76,7 @@ impl TrackingClient {
     }
 
     pub fn search_experiments(&self, filter: Option<&str>, page_token: Option<&str>) -> Result<Page<Experiment>> {
-        let mut body = json!({"max_results": PAGE_SIZE, "order_by": ["last_update_time DESC"]});
+        let mut body = json!({"max_results": self.page_size(), "order_by": ["last_update_time DESC"]});
         if let Some(filter) = filter.filter(|f| !f.is_empty()) {
             body["filter"] = json!(filter);
         }
@@ -60,7 +84,7 @@ impl TrackingClient {
             body["page_token"] = json!(token);
         }
         let reply: reply::Experiments = self.post("experiments", &format!("{API}/experiments/search"), &body)?;
-        Ok(Page { items: reply.experiments, next_page_token: reply.next_page_token })
+        Ok(Page { items: reply.experiments, next_page_token: reply.next_page_token.filter(|t| !t.is_empty()) })
     }
 
     // -- runs --------------------------------------------------------------------------------
@@ -82,7 +106,7 @@ impl TrackingClient {
     }
 
     pub fn search_runs(&self, experiment_ids: &[String], filter: Option<&str>, page_token: Option<&str>) -> Result<Page<Run>> {
-        let mut body = json!({"experiment_ids": experiment_ids, "max_results": PAGE_SIZE, "order_by": ["attributes.start_time DESC"]});
+        let mut body = json!({"experiment_ids": experiment_ids, "max_results": self.page_size(), "order_by": ["attributes.start_time DESC"]});
         if let Some(filter) = filter.filter(|f| !f.is_empty()) {
             body["filter"] = json!(filter);
         }
@@ -90,7 +114,7 @@ impl TrackingClient {
             body["page_token"] = json!(token);
         }
         let reply: reply::Runs = self.post("runs", &format!("{API}/runs/search"), &body)?;
-        Ok(Page { items: reply.runs, next_page_token: reply.next_page_token })
+        Ok(Page { items: reply.runs, next_page_token: reply.next_page_token.filter(|t| !t.is_empty()) })
     }
 
     /// Records that `run_id` produced the LoggedModel `model_id`.
@@ -127,13 +151,13 @@ impl TrackingClient {
     }
 
     pub fn search_logged_models(&self, experiment_ids: &[String], page_token: Option<&str>) -> Result<Page<LoggedModel>> {
-        let mut body = json!({"experiment_ids": experiment_ids, "max_results": PAGE_SIZE,
+        let mut body = json!({"experiment_ids": experiment_ids, "max_results": self.page_size(),
             "order_by": [{"field_name": "creation_timestamp_ms", "ascending": false}]});
         if let Some(token) = page_token {
             body["page_token"] = json!(token);
         }
         match self.post::<reply::LoggedModels>("logged models", &format!("{API}/logged-models/search"), &body) {
-            Ok(reply) => Ok(Page { items: reply.models, next_page_token: reply.next_page_token }),
+            Ok(reply) => Ok(Page { items: reply.models, next_page_token: reply.next_page_token.filter(|t| !t.is_empty()) }),
             Err(TrackingError::NotFound { message, .. }) if message.contains("no such route") => Err(self.unsupported("LoggedModel API (MLflow 3)")),
             Err(e) => Err(e),
         }
@@ -178,7 +202,7 @@ impl TrackingClient {
     /// Registered models whose name contains `text` (case-insensitive), a page at a time.
     pub fn search_registered_models(&self, text: Option<&str>, page_token: Option<&str>) -> Result<Page<RegisteredModel>> {
         let filter = text.filter(|t| !t.is_empty()).map(|t| format!("name ILIKE {}", quoted(&format!("%{t}%"))));
-        let size = PAGE_SIZE.to_string();
+        let size = self.page_size().to_string();
         let mut query: Vec<(&str, &str)> = vec![("max_results", &size), ("order_by", "name ASC")];
         if let Some(filter) = &filter {
             query.push(("filter", filter));
@@ -187,20 +211,20 @@ impl TrackingClient {
             query.push(("page_token", token));
         }
         let reply: reply::RegisteredModels = self.get("registered models", &format!("{API}/registered-models/search"), &query)?;
-        Ok(Page { items: reply.registered_models, next_page_token: reply.next_page_token })
+        Ok(Page { items: reply.registered_models, next_page_token: reply.next_page_token.filter(|t| !t.is_empty()) })
     }
 
     /// A model's versions, newest first, a page at a time (aliases are not filled in by the
     /// server here; take them from the registered model).
     pub fn search_model_versions(&self, name: &str, page_token: Option<&str>) -> Result<Page<ModelVersion>> {
         let filter = format!("name = {}", quoted(name));
-        let size = PAGE_SIZE.to_string();
+        let size = self.page_size().to_string();
         let mut query: Vec<(&str, &str)> = vec![("filter", &filter), ("max_results", &size), ("order_by", "version_number DESC")];
         if let Some(token) = page_token {
             query.push(("page_token", token));
         }
         let reply: reply::ModelVersions = self.get(&format!("versions of {name}"), &format!("{API}/model-versions/search"), &query)?;
-        Ok(Page { items: reply.model_versions, next_page_token: reply.next_page_token })
+        Ok(Page { items: reply.model_versions, next_page_token: reply.next_page_token.filter(|t| !t.is_empty()) })
     }
 
     pub fn create_model_version(&self, name: &str, source: &str, run_id: &str, model_id: Option<&str>, description: Option<&str>, tags: &[KeyValue]) -> Result<ModelVersion> {
@@ -253,6 +277,21 @@ impl TrackingClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn all_pages_follows_tokens_and_refuses_a_repeated_one() {
+        let pages = |tokens: Vec<Option<&'static str>>| {
+            let mut calls = 0;
+            all_pages(move |_| {
+                calls += 1;
+                Ok(Page { items: vec![calls], next_page_token: tokens.get(calls - 1).copied().flatten().map(str::to_owned) })
+            })
+        };
+        assert_eq!(pages(vec![Some("a"), Some("b"), None]).unwrap(), [1, 2, 3]);
+        assert_eq!(pages(vec![Some("")]).unwrap(), [1], "an empty token ends the listing");
+        let looping = pages(vec![Some("a"), Some("a")]).unwrap_err().to_string();
+        assert!(looping.contains("page token a twice"), "{looping}");
+    }
 
     #[test]
     fn filter_values_are_quoted_for_mlflow() {

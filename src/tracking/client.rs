@@ -116,6 +116,8 @@ pub struct TrackingClient {
     http: Client,
     retry: RetryPolicy,
     cancel: Arc<AtomicBool>,
+    /// Rows asked for per page when listing.
+    page_size: u32,
 }
 
 impl std::fmt::Debug for TrackingClient {
@@ -132,7 +134,7 @@ impl TrackingClient {
             insecure_tls: connection.insecure_tls,
         };
         let http = transfer::client(&options).map_err(|e| TrackingError::from_transfer(e, "client"))?;
-        Ok(TrackingClient { connection, http, retry: RetryPolicy::default(), cancel: Arc::new(AtomicBool::new(false)) })
+        Ok(TrackingClient { connection, http, retry: RetryPolicy::default(), cancel: Arc::new(AtomicBool::new(false)), page_size: super::api::PAGE_SIZE })
     }
 
     /// This client, stopping its calls when `cancel` is set (a service's flag).
@@ -143,6 +145,15 @@ impl TrackingClient {
     /// Fewer retries (probes, tests of unreachable servers).
     pub fn with_retry(&self, retry: RetryPolicy) -> TrackingClient {
         TrackingClient { retry, ..self.clone() }
+    }
+
+    /// Listings ask for `rows` per page (at least 1; the server may cap it).
+    pub fn with_page_size(&self, rows: u32) -> TrackingClient {
+        TrackingClient { page_size: rows.max(1), ..self.clone() }
+    }
+
+    pub fn page_size(&self) -> u32 {
+        self.page_size
     }
 
     pub fn connection(&self) -> &Connection {

@@ -170,6 +170,8 @@ pub struct TrackingSettings {
     pub tracking_uri: Option<String>,
     /// The user name whose password is in the keyring for `tracking_uri`.
     pub username: Option<String>,
+    /// A token for `tracking_uri` is in the keyring (used when no user name is set).
+    pub token_in_keyring: bool,
     pub insecure_tls: bool,
     /// Record each chat turn as an MLflow trace (off by default).
     pub traces_enabled: bool,
@@ -193,23 +195,20 @@ impl TrackingSettings {
     /// The settings in `config_dir`, or the defaults when there are none yet.
     pub fn load(config_dir: &Path) -> Result<TrackingSettings, SettingsError> {
         let path = config_dir.join(Self::FILE_NAME);
-        match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| SettingsError::Parse { path, source }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(TrackingSettings::default()),
-            Err(source) => Err(SettingsError::Io { path, source }),
+        match crate::fsio::read_text_if_present(&path, crate::fsio::CONFIG_LIMIT) {
+            Ok(Some(text)) => serde_json::from_str(&text).map_err(|source| SettingsError::Parse { path, source }),
+            Ok(None) => Ok(TrackingSettings::default()),
+            Err(error) => Err(SettingsError::Io { path, source: std::io::Error::other(error.to_string()) }),
         }
     }
 
     /// Saves atomically (temporary file, fsync, rename).
     pub fn save(&self, config_dir: &Path) -> Result<(), SettingsError> {
-        let io = |source| SettingsError::Io { path: config_dir.join(Self::FILE_NAME), source };
+        let path = config_dir.join(Self::FILE_NAME);
+        let io = |source| SettingsError::Io { path: path.clone(), source };
         std::fs::create_dir_all(config_dir).map_err(io)?;
-        let mut file = tempfile::NamedTempFile::new_in(config_dir).map_err(io)?;
         let text = serde_json::to_vec_pretty(self).map_err(|e| io(std::io::Error::other(e)))?;
-        std::io::Write::write_all(&mut file, &text).map_err(io)?;
-        file.as_file().sync_all().map_err(io)?;
-        file.persist(config_dir.join(Self::FILE_NAME)).map_err(|e| io(e.error))?;
-        Ok(())
+        crate::mlflow::mlmodel::write_atomically(&path, &text).map_err(io)
     }
 }
 

@@ -6,6 +6,8 @@ use super::config::{Auth, TrackingSettings};
 
 /// The keyring service name of ModelDesk's entries.
 pub const SERVICE: &str = "org.modeldesk.mlflow";
+/// The keyring "user" under which a server's token is kept (`token@server`).
+pub const TOKEN_ACCOUNT: &str = "token";
 
 #[derive(Debug, thiserror::Error)]
 #[error("the system keyring could not {action} the password for {user} at {server}: {reason}")]
@@ -46,13 +48,19 @@ pub fn delete_password(server: &str, user: &str) -> Result<(), CredentialError> 
     }
 }
 
-/// Basic credentials for the remembered server and user, when the keyring has a password.
-/// Nothing is asked of the keyring unless the settings name a user (headless machines often
-/// have no keyring at all).
+/// Basic credentials for the remembered server and user when the keyring has a password, else
+/// the server's token when one was stored. Nothing is asked of the keyring unless the settings
+/// name a user or a stored token (headless machines often have no keyring at all).
 pub fn stored_auth(settings: &TrackingSettings) -> Option<Auth> {
-    let (server, user) = (settings.tracking_uri.as_deref()?, settings.username.as_deref()?);
-    let password = load_password(server, user).ok().flatten()?;
-    Some(Auth::Basic { username: user.to_owned(), password })
+    let server = settings.tracking_uri.as_deref()?;
+    if let Some(user) = settings.username.as_deref() {
+        let password = load_password(server, user).ok().flatten()?;
+        return Some(Auth::Basic { username: user.to_owned(), password });
+    }
+    if settings.token_in_keyring {
+        return load_password(server, TOKEN_ACCOUNT).ok().flatten().map(Auth::Bearer);
+    }
+    None
 }
 
 #[cfg(test)]

@@ -18,7 +18,10 @@ use super::{
     types::{FileInfo, VERSION_READY},
     uri::{ModelUri, check_relative_path, proxied_artifact_path},
 };
-use crate::service::{Outbox, Service, Waker};
+use crate::{
+    mlflow::mlmodel::write_atomically,
+    service::{Outbox, Service, Waker},
+};
 
 /// MLflow's record of where a downloaded registered model came from.
 pub const REGISTERED_MODEL_META: &str = "registered_model_meta";
@@ -224,7 +227,7 @@ pub fn pull(client: &TrackingClient, uri: &ModelUri, destination: &Destination, 
         }
     };
     if let Some(record_path) = &record_path {
-        if let Some(record) = std::fs::read(record_path).ok().and_then(|b| serde_json::from_slice::<PullRecord>(&b).ok()) {
+        if let Some(record) = crate::fsio::read_bytes(record_path, crate::fsio::CONFIG_LIMIT).ok().and_then(|b| serde_json::from_slice::<PullRecord>(&b).ok()) {
             if record.origin.artifact_uri == origin.artifact_uri && is_complete(&folder, &record.files) {
                 return Ok(Pulled { folder, origin, cached: true, resumed_bytes: 0 });
             }
@@ -300,16 +303,6 @@ fn write_registered_model_meta(folder: &Path, origin: &Origin) -> std::io::Resul
     map.insert("model_version", scalar(&origin.version));
     let text = crate::mlflow::yaml::emit(&crate::mlflow::yaml::Node::Map(map));
     write_atomically(&folder.join(REGISTERED_MODEL_META), text.as_bytes())
-}
-
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let mut file = tempfile::NamedTempFile::new_in(dir)?;
-    std::io::Write::write_all(&mut file, bytes)?;
-    file.as_file().sync_all()?;
-    file.persist(path).map_err(|e| e.error)?;
-    Ok(())
 }
 
 /// A pull request for the service.

@@ -111,28 +111,18 @@ pub struct PushError {
     pub version: Option<String>,
 }
 
-/// Every regular file under `folder` (relative `/` paths, sorted) and its size. Symlinked files
-/// are sent as their content; symlinked directories are not entered.
-pub fn local_files(folder: &Path) -> std::io::Result<Vec<(String, u64)>> {
-    let mut files = Vec::new();
-    let mut pending = vec![(folder.to_path_buf(), String::new())];
-    while let Some((dir, prefix)) = pending.pop() {
-        for entry in std::fs::read_dir(&dir)? {
-            let entry = entry?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let relative = if prefix.is_empty() { name } else { format!("{prefix}/{name}") };
-            let kind = entry.file_type()?;
-            if kind.is_dir() {
-                pending.push((entry.path(), relative));
-            } else if let Ok(meta) = std::fs::metadata(entry.path()) {
-                if meta.is_file() {
-                    files.push((relative, meta.len()));
-                }
-            }
-        }
-    }
-    files.sort();
-    Ok(files)
+/// Every regular file under `folder` (relative `/` paths, sorted) and its size, through the
+/// project's one folder walk (links followed, loops and dangling links refused, ModelDesk's own
+/// temporary files skipped).
+pub fn local_files(folder: &Path) -> std::result::Result<Vec<(String, u64)>, crate::fsio::walk::WalkError> {
+    let files = crate::fsio::walk::walk(folder)?.into_files()?;
+    Ok(files
+        .into_iter()
+        .map(|file| {
+            let parts: Vec<String> = file.relative.components().map(|part| part.as_os_str().to_string_lossy().into_owned()).collect();
+            (parts.join("/"), file.size)
+        })
+        .collect())
 }
 
 /// Pushes and registers `request.folder`. Blocking; the service wraps it.
@@ -187,7 +177,7 @@ fn run_steps(
         let problems: Vec<String> = validation.errors().map(ToString::to_string).collect();
         return Err(folder_error(format!("not a usable MLflow model: {}", problems.join("; "))));
     }
-    let files = local_files(&request.folder).map_err(|source| TrackingError::Io { path: request.folder.clone(), source })?;
+    let files = local_files(&request.folder).map_err(|e| folder_error(e.to_string()))?;
 
     enter(PushStep::Connect, report)?;
     let modern = client.has_logged_models()?;

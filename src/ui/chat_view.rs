@@ -12,7 +12,7 @@ use crate::{
 pub fn show(ui: &mut Ui, state: &mut AppState, out: &mut Vec<Intent>) {
     let Some(selected) = state.persisted.selected.clone() else { return };
     if state.selected_kind().is_some_and(|k| !k.can_chat()) {
-        ui.weak("This folder holds no Phi-3 ONNX model to chat with. Its MLflow details are on the Model tab.");
+        cannot_chat(ui, state);
         return;
     }
     model_bar(ui, state, out);
@@ -20,6 +20,27 @@ pub fn show(ui: &mut Ui, state: &mut AppState, out: &mut Vec<Intent>) {
     egui::Panel::left("conversations").resizable(true).default_size(190.0).show(ui, |ui| conversations(ui, state, &selected, out));
     egui::Panel::bottom("composer").show(ui, |ui| composer(ui, state, out));
     egui::CentralPanel::default().show(ui, |ui| transcript(ui, state, out));
+}
+
+/// Why this folder has no chat, and what to do instead.
+fn cannot_chat(ui: &mut Ui, state: &AppState) {
+    let flavors = state.editor.as_ref().and_then(|e| e.original.as_ref()).map(|m| m.flavor_names()).unwrap_or_default();
+    let (title, what) = if flavors.iter().any(|f| f == "transformers") {
+        (
+            "A transformers pipeline, run by Python",
+            "This MLflow model is a Hugging Face transformers pipeline. ModelDesk runs Phi models in ONNX form on ONNX Runtime, so it cannot run this one itself.",
+        )
+    } else if flavors.is_empty() {
+        ("No model to chat with", "This folder holds no Phi ONNX model.")
+    } else {
+        ("An MLflow model ModelDesk cannot run itself", "This MLflow model holds no Phi ONNX folder that ModelDesk could run on ONNX Runtime.")
+    };
+    super::explanation(
+        ui,
+        title,
+        what,
+        "Its MLmodel, signature, input example and model_config can still be edited, validated and exported on the Model tab. To chat with a Phi model here, get its ONNX release (Get a model…) or create an MLflow model from a Phi ONNX folder.",
+    );
 }
 
 fn model_bar(ui: &mut Ui, state: &AppState, out: &mut Vec<Intent>) {
@@ -193,7 +214,15 @@ fn transcript(ui: &mut Ui, state: &mut AppState, out: &mut Vec<Intent>) {
         });
         return;
     };
-    let Some(conversation) = state.chat.conversations.iter().find(|c| c.id == conversation_id) else { return };
+    let Some(conversation) = state.chat.conversations.iter().find(|c| c.id == conversation_id) else {
+        if state.reading_current() {
+            ui.horizontal(|ui| {
+                ui.spinner();
+                ui.weak("Reading the conversation…");
+            });
+        }
+        return;
+    };
     let messages = &conversation.messages;
     let count = messages.len();
     let streaming = state.chat.streaming.as_ref().filter(|s| s.conversation == conversation_id);
@@ -249,7 +278,7 @@ fn transcript(ui: &mut Ui, state: &mut AppState, out: &mut Vec<Intent>) {
 fn composer(ui: &mut Ui, state: &mut AppState, out: &mut Vec<Intent>) {
     ui.add_space(4.0);
     settings(ui, state, out);
-    let ready = state.model_ready();
+    let ready = state.model_ready() && !state.reading_current();
     let streaming = state.chat.streaming.is_some();
     ui.horizontal(|ui| {
         let input = egui::TextEdit::multiline(&mut state.chat.draft)

@@ -28,6 +28,12 @@ pub fn show(ui: &mut egui::Ui, state: &AppState, out: &mut Vec<Intent>) {
                     ui.set_width(ui.available_width());
                     ui.horizontal(|ui| {
                         ui.label(RichText::new(entry.name()).strong());
+                        // Two entries with one name are told apart by the folder they are in.
+                        if state.persisted.library.iter().filter(|other| other.name() == entry.name()).count() > 1 {
+                            if let Some(parent) = entry.path.parent().and_then(|p| p.file_name()) {
+                                ui.weak(format!("in {}", parent.to_string_lossy()));
+                            }
+                        }
                         if let Some(info) = info {
                             if !info.errors.is_empty() {
                                 ui.colored_label(ui.visuals().error_fg_color, format!("{} problem{}", info.errors.len(), if info.errors.len() == 1 { "" } else { "s" }))

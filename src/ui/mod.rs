@@ -29,6 +29,7 @@ pub fn show(ui: &mut egui::Ui, state: &mut AppState) -> Vec<Intent> {
     about_and_help(&ctx, state);
     crash_report(&ctx, state, &mut out);
     confirm_switch(&ctx, state, &mut out);
+    model_choices(&ctx, state, &mut out);
     confirm_close(&ctx, state, &mut out);
     out
 }
@@ -177,6 +178,11 @@ fn central(ui: &mut egui::Ui, state: &mut AppState, out: &mut Vec<Intent>) {
         welcome(ui, out);
         return;
     };
+    if let Some(crate::app::FolderKind::Foreign(foreign)) = state.selected_kind() {
+        ui.heading(entry.name());
+        explanation(ui, foreign.label(), &format!("{} is a {}.", entry.path.display(), foreign.label()), foreign.next_step());
+        return;
+    }
     ui.horizontal(|ui| {
         ui.heading(entry.name());
         if state.has_unsaved_edits() {
@@ -244,7 +250,7 @@ fn drop_target(ctx: &egui::Context, out: &mut Vec<Intent>) {
         );
     }
     let dropped: Vec<std::path::PathBuf> = ctx.input(|i| i.raw.dropped_files.iter().map(|f| f.path().to_path_buf()).collect());
-    out.extend(dropped.into_iter().map(Intent::Dropped));
+    out.extend(dropped.into_iter().map(Intent::OpenPath));
 }
 
 fn notices(ctx: &egui::Context, state: &AppState, out: &mut Vec<Intent>) {
@@ -301,5 +307,41 @@ fn about_and_help(ctx: &egui::Context, state: &mut AppState) {
                 ui.end_row();
             }
         });
+    });
+}
+/// A panel in the main view saying what something is and what to do next.
+pub(crate) fn explanation(ui: &mut egui::Ui, title: &str, what: &str, next: &str) {
+    ui.add_space(12.0);
+    egui::Frame::group(ui.style()).inner_margin(12.0).show(ui, |ui| {
+        ui.set_max_width(640.0);
+        ui.label(RichText::new(title).strong().size(17.0));
+        ui.add_space(4.0);
+        ui.label(what);
+        ui.add_space(6.0);
+        ui.label(RichText::new("What you can do").strong());
+        ui.label(next);
+    });
+}
+
+fn model_choices(ctx: &egui::Context, state: &AppState, out: &mut Vec<Intent>) {
+    let Some(choices) = &state.model_choices else { return };
+    egui::Modal::new(egui::Id::unique("model_choices")).show(ctx, |ui| {
+        ui.set_max_width(560.0);
+        ui.heading("Which model?");
+        ui.label(format!("{} holds {} model folders:", choices.root.display(), choices.folders.len()));
+        egui::ScrollArea::vertical().max_height(320.0).show(ui, |ui| {
+            for folder in &choices.folders {
+                let relative = folder.strip_prefix(&choices.root).unwrap_or(folder);
+                if ui.button(relative.display().to_string()).clicked() {
+                    out.push(Intent::ChooseModel(Some(folder.clone())));
+                }
+            }
+        });
+        if !choices.complete {
+            ui.weak("The search stopped at its limits; there may be more further down.");
+        }
+        if ui.button("Cancel").clicked() {
+            out.push(Intent::ChooseModel(None));
+        }
     });
 }

@@ -104,10 +104,13 @@ fn summary(ui: &mut Ui, info: Option<&crate::app::EntryInfo>, editor: &ModelEdit
             }
             if let Some(info) = info {
                 row("Size", crate::memory::human_bytes(info.bytes));
-                row("Checks", if info.errors.is_empty() { format!("usable ({} warnings)", info.warnings) } else { info.errors.join("\n") });
+                row("Checks", if info.errors.is_empty() { format!("usable ({} warnings)", info.warnings) } else { format!("not usable ({} errors, {} warnings)", info.errors.len(), info.warnings) });
             }
             row("Folder", editor.dir.display().to_string());
         });
+        if let Some(info) = info.filter(|i| !i.report.problems.is_empty()) {
+            problems(ui, &info.report);
+        }
         egui::CollapsingHeader::new(format!("Files ({})", editor.files.len())).id_salt("files").show(ui, |ui| {
             egui::Grid::new("files").num_columns(2).striped(true).show(ui, |ui| {
                 for (path, bytes) in &editor.files {
@@ -116,6 +119,26 @@ fn summary(ui: &mut Ui, info: Option<&crate::app::EntryInfo>, editor: &ModelEdit
                     ui.end_row();
                 }
             });
+        });
+    });
+}
+
+/// Every problem the checks found, with the file and field it concerns.
+fn problems(ui: &mut Ui, report: &crate::mlflow::validate::Report) {
+    use crate::mlflow::validate::Severity;
+    egui::CollapsingHeader::new(RichText::new(format!("Problems ({})", report.problems.len())).strong()).id_salt("problems").default_open(true).show(ui, |ui| {
+        egui::Grid::new("problems").num_columns(3).striped(true).show(ui, |ui| {
+            for problem in &report.problems {
+                let (label, color) = match problem.severity {
+                    Severity::Error => ("error", ui.visuals().error_fg_color),
+                    Severity::Warning => ("warning", ui.visuals().warn_fg_color),
+                };
+                ui.colored_label(color, label);
+                let place = if problem.key.is_empty() { problem.file.clone() } else { format!("{} › {}", problem.file, problem.key) };
+                ui.monospace(place);
+                ui.label(&problem.message);
+                ui.end_row();
+            }
         });
     });
 }

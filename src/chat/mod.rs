@@ -1,6 +1,10 @@
-//! Conversations: their messages with usage and timings, persistence as one JSON file per
-//! conversation under the data directory, and export as Markdown or `llm/v1/chat` JSON.
+//! Conversations: their messages with usage and timings, export as Markdown or `llm/v1/chat`
+//! JSON, and (`store`) their persistence as one JSON file each under the data directory.
 //! Knows nothing of the GUI.
+
+mod store;
+
+pub use store::{ChatStore, ChatStoreError, Listing, MAX_CONVERSATION_BYTES, Skipped, Summary, WriteCommand, WriteEvent, safe_name};
 
 use std::path::{Path, PathBuf};
 
@@ -191,73 +195,11 @@ impl Conversation {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ChatStoreError {
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
-    #[error("{path} is not a conversation file: {source}")]
-    Json { path: PathBuf, source: serde_json::Error },
-}
-
-/// Conversations on disk: `<data>/conversations/<id>.json`.
-#[derive(Debug, Clone)]
-pub struct ChatStore {
-    dir: PathBuf,
-}
-
-impl ChatStore {
-    pub fn new(data_dir: &Path) -> Self {
-        Self { dir: data_dir.join("conversations") }
-    }
-
-    fn path(&self, id: &str) -> PathBuf {
-        self.dir.join(format!("{id}.json"))
-    }
-
-    pub fn save(&self, conversation: &Conversation) -> Result<(), ChatStoreError> {
-        let io = |source| ChatStoreError::Io { path: self.dir.clone(), source };
-        std::fs::create_dir_all(&self.dir).map_err(io)?;
-        let path = self.path(&conversation.id);
-        let text = serde_json::to_vec_pretty(conversation).map_err(|source| ChatStoreError::Json { path: path.clone(), source })?;
-        crate::mlflow::mlmodel::write_atomically(&path, &text).map_err(|source| ChatStoreError::Io { path, source })
-    }
-
-    pub fn delete(&self, id: &str) -> Result<(), ChatStoreError> {
-        let path = self.path(id);
-        match std::fs::remove_file(&path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(ChatStoreError::Io { path, source: e }),
-            _ => Ok(()),
-        }
-    }
-
-    /// All conversations, newest first; unreadable files are reported, not fatal.
-    pub fn load_all(&self) -> (Vec<Conversation>, Vec<ChatStoreError>) {
-        let mut conversations = Vec::new();
-        let mut errors = Vec::new();
-        let Ok(entries) = std::fs::read_dir(&self.dir) else { return (conversations, errors) };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.extension().is_none_or(|e| e != "json") {
-                continue;
-            }
-            match std::fs::read(&path) {
-                Ok(bytes) => match serde_json::from_slice::<Conversation>(&bytes) {
-                    Ok(conversation) => conversations.push(conversation),
-                    Err(source) => errors.push(ChatStoreError::Json { path, source }),
-                },
-                Err(source) => errors.push(ChatStoreError::Io { path, source }),
-            }
-        }
-        conversations.sort_by(|a, b| b.updated.cmp(&a.updated).then(a.id.cmp(&b.id)));
-        (conversations, errors)
-    }
-}
-
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn sample() -> Conversation {
+    pub(super) fn sample() -> Conversation {
         let mut chat = Conversation::new(Path::new("/models/tiny"));
         chat.system_prompt = "Be brief.".into();
         chat.push_user("What is 2+2?");
@@ -265,27 +207,13 @@ mod tests {
             role: Role::Assistant,
             content: "4".into(),
             stats: Some(ReplyStats {
-                usage: Usage { prompt_tokens: 10, completion_tokens: 1, total_tokens: 11 },
+                usage: Usage { prompt_tokens: 10, completion_tokens: 1, total_tokens: 11, ..Usage::default() },
                 timings: Timings::default(),
                 finish_reason: FinishReason::Stop,
                 dropped_messages: 0,
             }),
         });
         chat
-    }
-
-    #[test]
-    fn conversations_persist_and_come_back() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = ChatStore::new(dir.path());
-        let chat = sample();
-        store.save(&chat).unwrap();
-        std::fs::write(dir.path().join("conversations/broken.json"), "{").unwrap();
-        let (loaded, errors) = store.load_all();
-        assert_eq!(loaded, vec![chat.clone()]);
-        assert_eq!(errors.len(), 1);
-        store.delete(&chat.id).unwrap();
-        assert!(store.load_all().0.is_empty());
     }
 
     #[test]

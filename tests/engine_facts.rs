@@ -1,0 +1,62 @@
+//! What a loaded model says about itself (family, quantisation, provider, context), and that a
+//! 128k context costs nothing up front.
+
+mod support;
+
+use std::{path::Path, sync::atomic::AtomicBool};
+
+use modeldesk::engine::{DecoderSettings, Engine, GenerateOptions, kv_cache::KV_CHUNK_TOKENS};
+
+fn facts_of(model: &Path) -> modeldesk::engine::ModelFacts {
+    Engine::load(support::runtime(), model, &DecoderSettings::default()).unwrap().facts
+}
+
+#[test]
+fn family_quantisation_and_provider_come_from_the_config_and_the_graph() {
+    let shared = support::shared().join("fixtures");
+    let fixtures = support::repo().join("tests/fixtures");
+    let expected = [
+        (shared.join("phi3-micro-int4"), "Phi-3 architecture", "int4 (block 32)"),
+        (shared.join("phi3-micro-fp16"), "Phi-3 architecture", "float16"),
+        (shared.join("phi35-micro-int4"), "Phi-3 architecture (LongRoPE)", "int4 (block 32)"),
+        (shared.join("phi4mini-micro-int4"), "Phi-4-mini (LongRoPE, partial rotary 48 of 64, tied embeddings)", "int4 (block 32)"),
+        (fixtures.join("tiny-phi4mini"), "Phi-4-mini (LongRoPE, partial rotary 48 of 64, tied embeddings)", "int4 (block 32)"),
+        (fixtures.join("tiny-phi3-fp16"), "Phi-3 architecture", "float16"),
+    ];
+    for (model, family, quantization) in &expected {
+        let facts = facts_of(model);
+        assert_eq!(facts.family, *family, "{}", model.display());
+        assert_eq!(facts.quantization, *quantization, "{}", model.display());
+        assert_eq!(facts.provider, "CPUExecutionProvider", "{}", model.display());
+        assert!(facts.graph.as_ref().is_some_and(|g| g.operators.get("GroupQueryAttention") == Some(&facts.layers)));
+    }
+    assert_eq!(expected.len(), 6);
+}
+
+#[test]
+fn a_128k_context_allocates_nothing_up_front() {
+    // tiny-phi4mini with Phi-3.5-mini's configured context of 131,072 tokens.
+    let copy = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(support::repo().join("tests/fixtures/tiny-phi4mini")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), copy.path().join(entry.file_name())).unwrap();
+    }
+    let config_path = copy.path().join("genai_config.json");
+    let mut config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&config_path).unwrap()).unwrap();
+    config["model"]["context_length"] = 131_072.into();
+    config["search"]["max_length"] = 131_072.into();
+    std::fs::write(&config_path, config.to_string()).unwrap();
+    let before = modeldesk::memory::current_rss().expect("RSS is readable");
+    let mut engine = Engine::load(support::runtime(), copy.path(), &DecoderSettings::default()).unwrap();
+    assert_eq!(engine.facts.context_length, 131_072);
+    assert_eq!(engine.facts.default_max_length, 131_072);
+    let prompt = engine.tokenizer.encode("The quick brown fox jumps over the lazy dog").unwrap();
+    let completion = engine
+        .generate_ids(&prompt, &GenerateOptions { max_tokens: Some(20), suppress_eos: true, ..Default::default() }, &AtomicBool::new(false), &mut |_| {})
+        .unwrap();
+    assert_eq!(completion.max_length, 131_072, "the whole context is allowed");
+    assert_eq!(engine.cache_capacity(), KV_CHUNK_TOKENS, "one chunk for a short reply, not 131,072 rows");
+    let grown = modeldesk::memory::current_rss().unwrap().saturating_sub(before);
+    // Up front, 131,072 rows × 2 layers × K and V × 64 floats would be 128 MiB.
+    assert!(grown < 64 << 20, "loading and one short reply grew RSS by {grown} bytes");
+}

@@ -1,0 +1,150 @@
+#!/usr/bin/env python3
+"""Time to first token per turn of a conversation: ModelDesk with and without KV-cache reuse, and
+onnxruntime-genai in its chat mode (one generator, each turn appended) and with the whole
+conversation prefilled again every turn. Prints the table and the ratios.
+
+    python3 tools/bench_chat_vs_genai.py MODEL_DIR [--turns 5] [--user-tokens 120] [--reply-tokens 60]
+        [--threads 2] [--runs 1] [--rounds 2] [--modeldesk target/release/modeldesk] [--json]
+
+Needs `pip install -r tests/python/requirements.txt`. ModelDesk runs `modeldesk bench --turns …`;
+its JSON names the system prompt and user messages, which the genai side then uses, so both tools
+see the same conversation. Replies are exactly --reply-tokens tokens (EOS suppressed in ModelDesk,
+masked through min_length in genai). Each tool and mode runs in its own process, the four
+alternating for --rounds rounds whose samples are pooled (medians are shown).
+"""
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+
+def genai_config_copy(model, threads):
+    """genai reads intra-op threads from genai_config.json: a linked copy with it changed."""
+    if not threads:
+        return model
+    copy = tempfile.mkdtemp(prefix="genai-chat-bench-")
+    for name in os.listdir(model):
+        if name != "genai_config.json":
+            os.symlink(os.path.abspath(os.path.join(model, name)), os.path.join(copy, name))
+    config = json.load(open(os.path.join(model, "genai_config.json")))
+    config["model"]["decoder"]["session_options"]["intra_op_num_threads"] = threads
+    json.dump(config, open(os.path.join(copy, "genai_config.json"), "w"))
+    return copy
+
+
+def genai_child(args):
+    """Runs in a child process: one genai mode over the conversation, prints JSON per turn."""
+    import onnxruntime_genai as og
+
+    spec = json.load(sys.stdin)
+    model = og.Model(genai_config_copy(args.model, args.threads))
+    tokenizer = og.Tokenizer(model)
+    system, users, reply_tokens = spec["system_prompt"], spec["user_messages"], spec["reply_tokens"]
+
+    def template(messages):
+        return tokenizer.apply_chat_template(json.dumps(messages), add_generation_prompt=True)
+
+    def params(max_length):
+        p = og.GeneratorParams(model)
+        p.set_search_options(max_length=max_length, min_length=max_length, do_sample=False)
+        return p
+
+    results = [[] for _ in users]
+    for _ in range(args.runs):
+        messages = [{"role": "system", "content": system}]
+        if args.genai_child == "chat":
+            budget = len(tokenizer.encode(template(messages + [{"role": "user", "content": u} for u in users])))
+            generator = og.Generator(model, params(budget + len(users) * (reply_tokens + 16)))
+        for turn, user in enumerate(users):
+            if args.genai_child == "chat":
+                text = template(messages + [{"role": "user", "content": user}]) if turn == 0 else "<|end|>\n" + template([{"role": "user", "content": user}])
+                tokens = [int(t) for t in tokenizer.encode(text)]
+            else:
+                messages.append({"role": "user", "content": user})
+                tokens = [int(t) for t in tokenizer.encode(template(messages))]
+                generator = og.Generator(model, params(len(tokens) + reply_tokens))
+            started = time.perf_counter()
+            generator.append_tokens(tokens)
+            generator.generate_next_token()
+            first = time.perf_counter()
+            ids = [int(generator.get_next_tokens()[0])]
+            while len(ids) < reply_tokens:
+                generator.generate_next_token()
+                ids.append(int(generator.get_next_tokens()[0]))
+            results[turn].append({"appended_tokens": len(tokens), "time_to_first_token_ms": (first - started) * 1000})
+            if args.genai_child == "reprefill":
+                messages.append({"role": "assistant", "content": tokenizer.decode(ids)})
+                del generator
+    print(json.dumps(results))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("model")
+    parser.add_argument("--turns", type=int, default=5)
+    parser.add_argument("--user-tokens", type=int, default=120)
+    parser.add_argument("--reply-tokens", type=int, default=60)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--runs", type=int, default=1, help="conversations per process")
+    parser.add_argument("--rounds", type=int, default=2, help="alternate the four measurements this many times")
+    parser.add_argument("--modeldesk", default=None)
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--genai-child", choices=["chat", "reprefill"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.genai_child:
+        return genai_child(args)
+
+    binary = args.modeldesk or shutil.which("modeldesk")
+    if binary is None:
+        target = os.environ.get("CARGO_TARGET_DIR", os.path.join(os.path.dirname(__file__), "..", "target"))
+        binary = os.path.join(target, "release", "modeldesk")
+    bench = [binary, "bench", "--model", args.model, "--turns", str(args.turns), "--user-tokens", str(args.user_tokens),
+             "--reply-tokens", str(args.reply_tokens), "--runs", str(args.runs), "--json"]
+    if args.threads:
+        bench += ["--threads", str(args.threads)]
+    samples = {"reuse": [[] for _ in range(args.turns)], "no_reuse": [[] for _ in range(args.turns)],
+               "genai_chat": [[] for _ in range(args.turns)], "genai_reprefill": [[] for _ in range(args.turns)]}
+    shapes = None
+    for _ in range(args.rounds):
+        for mode, extra in (("reuse", []), ("no_reuse", ["--no-reuse"])):
+            report = json.loads(subprocess.run(bench + extra, check=True, capture_output=True, text=True).stdout)
+            if mode == "reuse":
+                shapes = report
+            for turn, row in enumerate(report["per_turn"]):
+                samples[mode][turn].extend(row["samples"])
+        spec = json.dumps({"system_prompt": shapes["system_prompt"], "user_messages": shapes["user_messages"],
+                           "reply_tokens": args.reply_tokens})
+        for mode in ("chat", "reprefill"):
+            child = [sys.executable, __file__, args.model, "--genai-child", mode, "--runs", str(args.runs), "--threads", str(args.threads)]
+            turns = json.loads(subprocess.run(child, input=spec, check=True, capture_output=True, text=True).stdout)
+            for turn, rows in enumerate(turns):
+                samples[f"genai_{mode}"][turn].extend(r["time_to_first_token_ms"] for r in rows)
+    table = []
+    for turn in range(args.turns):
+        row = {"turn": turn + 1, "prompt_tokens": shapes["per_turn"][turn]["prompt_tokens"],
+               "reused_tokens": shapes["per_turn"][turn]["reused_tokens"]}
+        for mode, values in samples.items():
+            row[f"{mode}_ms"] = statistics.median(values[turn])
+        row["reuse_vs_genai_chat"] = row["reuse_ms"] / row["genai_chat_ms"]
+        row["reuse_vs_no_reuse"] = row["reuse_ms"] / row["no_reuse_ms"]
+        table.append(row)
+    if args.json:
+        print(json.dumps({"model": args.model, "threads": args.threads, "turns": table,
+                          "samples_per_cell": args.rounds * args.runs}, indent=2))
+        return
+    print(f"{os.path.basename(os.path.normpath(args.model))}: {args.turns} turns of {args.user_tokens} user + {args.reply_tokens} "
+          f"reply tokens, {args.threads} threads, time to first token in ms (medians of {args.rounds * args.runs})")
+    print(f"{'turn':>4} {'prompt':>7} {'reused':>7} {'ModelDesk':>10} {'--no-reuse':>11} {'genai chat':>11} {'genai full':>11}"
+          f" {'vs chat':>8} {'vs no-reuse':>12}")
+    for r in table:
+        print(f"{r['turn']:>4} {r['prompt_tokens']:>7} {r['reused_tokens']:>7} {r['reuse_ms']:>10.1f} {r['no_reuse_ms']:>11.1f}"
+              f" {r['genai_chat_ms']:>11.1f} {r['genai_reprefill_ms']:>11.1f} {r['reuse_vs_genai_chat']:>8.2f} {r['reuse_vs_no_reuse']:>12.2f}")
+
+
+if __name__ == "__main__":
+    main()
