@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use super::{AppState, DialogKind, Tab};
+use super::{AppState, DialogKind, RegistryIntent, Tab};
 
 /// The answer to "save the edits before opening another model?".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +72,8 @@ pub enum Intent {
     CloseRequested,
     ConfirmClose(CloseChoice),
     Quit,
+    /// The MLflow Registry view and the Publish dialog.
+    Registry(RegistryIntent),
 }
 
 impl AppState {
@@ -134,6 +136,7 @@ impl AppState {
             Intent::CloseRequested => self.close_requested(),
             Intent::ConfirmClose(choice) => self.confirm_close(choice),
             Intent::Quit => self.ctx.send_viewport_cmd(egui::ViewportCommand::Close),
+            Intent::Registry(intent) => self.apply_registry(intent),
         }
     }
 

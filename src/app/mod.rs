@@ -9,6 +9,7 @@ pub mod editor;
 mod intent;
 mod jobs;
 mod library;
+mod registry;
 
 use std::{
     collections::HashMap,
@@ -23,6 +24,7 @@ pub use editor::ModelEditor;
 pub use intent::{CloseChoice, Intent, SwitchChoice};
 pub use jobs::{Dialog, DialogKind, Job};
 pub use library::{LibraryEntry, ModelChoices};
+pub use registry::{ConnectionStatus, PublishDialog, RegistryIntent, RegistryState};
 
 pub use crate::inspect::{EntryInfo, FolderKind};
 use crate::{
@@ -114,6 +116,8 @@ pub struct AppState {
     /// A library entry the user clicked while the model had unsaved edits (asks first).
     pub pending_select: Option<PathBuf>,
     title: String,
+    /// The MLflow Registry view and the Publish dialog (`registry`).
+    pub registry: RegistryState,
 }
 
 impl AppState {
@@ -150,6 +154,7 @@ impl AppState {
             crash_check: None,
             pending_select: None,
             title: String::new(),
+            registry: RegistryState::default(),
         };
         if let Some(dirs) = state.dirs.clone() {
             state.crash_check = Some(state.spawn("crash-report", move || crate::crash::unreported(&dirs)));
@@ -208,6 +213,7 @@ impl AppState {
         self.poll_engine();
         self.poll_conversations();
         self.poll_jobs();
+        self.poll_registry();
         // Notices fade after a few seconds; errors stay until dismissed.
         let lifetime = Duration::from_secs(6);
         self.notices.retain(|n| n.error || n.shown.elapsed() < lifetime);
@@ -245,6 +251,7 @@ impl AppState {
             || self.chat.is_busy()
             || self.dialog.as_ref().is_some_and(|d| d.job.is_some())
             || !self.tasks.is_empty()
+            || self.registry.is_busy()
     }
 }
 

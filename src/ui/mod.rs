@@ -6,6 +6,8 @@ mod dialogs;
 pub mod keymap;
 mod library;
 mod model_view;
+mod publish;
+mod registry;
 
 use egui::RichText;
 
@@ -25,6 +27,7 @@ pub fn show(ui: &mut egui::Ui, state: &mut AppState) -> Vec<Intent> {
     egui::CentralPanel::default().show(ui, |ui| central(ui, state, &mut out));
     drop_target(&ctx, &mut out);
     dialogs::show(&ctx, state, &mut out);
+    publish::show(&ctx, state, &mut out);
     notices(&ctx, state, &mut out);
     about_and_help(&ctx, state);
     crash_report(&ctx, state, &mut out);
@@ -121,6 +124,9 @@ fn menu_bar(ui: &mut egui::Ui, state: &AppState, out: &mut Vec<Intent>) {
                 out.push(Intent::CheckAgain);
             }
         });
+        if ui.selectable_label(state.registry.visible, "Registry").on_hover_text("Models on an MLflow tracking server").clicked() {
+            out.push(Intent::Registry(crate::app::RegistryIntent::Show(!state.registry.visible)));
+        }
         ui.menu_button("Help", |ui| {
             if ui.button("Keyboard shortcuts").clicked() {
                 out.push(Intent::ShowShortcuts);
@@ -170,6 +176,9 @@ fn status_bar(ui: &mut egui::Ui, state: &AppState) {
 }
 
 fn central(ui: &mut egui::Ui, state: &mut AppState, out: &mut Vec<Intent>) {
+    if state.registry.visible {
+        return registry::show(ui, state, out);
+    }
     if let RuntimeStatus::Missing { message } = &state.runtime {
         runtime_missing(ui, message, state.runtime_pick.is_some(), out);
         return;
