@@ -74,6 +74,17 @@ pub struct LoadedModel {
     pub tokenizer: PromptTokenizer,
 }
 
+impl LoadedModel {
+    /// The token ids `prompt` encodes to, exactly as the engine will encode it (for counting and
+    /// checking a prompt before it is queued).
+    pub fn prompt_ids(&self, prompt: &Prompt) -> Result<Vec<i64>, crate::engine::TokenizerError> {
+        match prompt {
+            Prompt::Raw(text) => self.tokenizer.encode(text),
+            Prompt::Chat(messages) => self.tokenizer.apply_chat_template(messages, true).and_then(|text| self.tokenizer.encode(&text)),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub enum ModelState {
     Empty,

@@ -12,6 +12,7 @@ pub mod engine;
 pub mod engine_queue;
 pub mod fsio;
 pub mod gui;
+pub mod hub;
 pub mod inspect;
 pub mod memory;
 pub mod mlflow;

@@ -24,7 +24,7 @@ use reqwest::{
 
 mod file;
 
-pub use file::{Downloaded, FileRequest, download_file, sync_dir};
+pub use file::{Downloaded, FileRequest, download_file};
 
 /// At most this much of an error response's body is read (and kept for the message).
 pub const ERROR_BODY_CAP: usize = 16 * 1024;

@@ -372,3 +372,267 @@ fn a_thousand_conversations_load_lazily_and_foreign_files_are_left_alone() {
     assert_eq!(std::fs::read(&junk).unwrap(), b"\x00\xffnot json");
     assert_eq!(std::fs::read(&foreign).unwrap(), b"{\"hello\": 1}");
 }
+
+/// One HTTP/1.1 request over a fresh connection; returns the status line and the body.
+fn http_post(url: &str, path: &str, body: &str) -> (String, String) {
+    use std::io::{Read as _, Write as _};
+    let address = url.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+    write!(stream, "POST {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}", body.len()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    (head.lines().next().unwrap_or_default().to_owned(), body.to_owned())
+}
+
+#[test]
+fn serving_shares_the_engine_with_the_window_and_logs_requests() {
+    let (_home, mut harness) = app_with(&support::tiny_phi3());
+    assert!(harness.query_by_label_contains("http://127.0.0.1").is_none());
+    harness.get_by_label("Load model").click();
+    step_until(&mut harness, "the model to load", |h| h.query_by_label("Unload").is_some());
+    harness.ctx.set_missing_glyph_policy(egui::epaint::text::MissingGlyphPolicy::Tofu);
+    // A free port, so parallel test runs do not collide on 8080.
+    harness.state_mut().state.persisted.serve.port = 0;
+    harness.get_by_label("Serve").click();
+    step_until(&mut harness, "the server to start", |h| h.state().state.serve.url().is_some());
+    let url = harness.state().state.serve.url().unwrap().to_owned();
+    assert!(harness.query_by_label(&format!("{url}/v1")).is_some(), "the OpenAI base URL is shown");
+    assert!(harness.query_by_label("Copy").is_some());
+
+    // A long request from another program holds the engine...
+    let long = serde_json::json!({"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1500, "ignore_eos": true}).to_string();
+    let client_url = url.clone();
+    let client = std::thread::spawn(move || http_post(&client_url, "/v1/chat/completions", &long));
+    step_until(&mut harness, "the request to run", |h| h.query_by_label("1 in flight · 0 queued").is_some());
+    // ...so a message typed in the window waits behind it in the same queue, then is answered.
+    send(&mut harness, "Hello there");
+    step_until(&mut harness, "the window's reply to queue", |h| h.query_by_label("1 in flight · 1 queued").is_some());
+    let (status, body) = client.join().unwrap();
+    assert!(status.contains("200"), "{status}: {body}");
+    let reply: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(reply["usage"]["completion_tokens"], 1500);
+    step_until(&mut harness, "the window's reply", |h| h.state().state.chat.streaming.is_none());
+    let conversation = harness.state().state.current_conversation().unwrap().clone();
+    assert_eq!(conversation.messages.last().unwrap().role, modeldesk::chat::Role::Assistant, "the window got its reply");
+
+    // The request log shows the request with its tokens and status.
+    step_until(&mut harness, "the request log", |h| h.query_by_label("POST /v1/chat/completions").is_some());
+    assert!(harness.query_by_label_contains("Server requests (1)").is_some());
+    assert!(harness.query_by_label("200").is_some());
+    assert!(harness.query_by_label_contains("→ 1500").is_some(), "prompt → completion tokens");
+
+    // Switching it off closes the port.
+    harness.get_by_label("Serve").click();
+    idle(&mut harness);
+    assert!(harness.state().state.serve.url().is_none());
+    assert!(std::net::TcpStream::connect(url.trim_start_matches("http://")).is_err(), "nothing listens any more");
+}
+
+fn composer_node<'a>(harness: &'a Harness<'_, ModelDeskApp>) -> egui_kittest::Node<'a> {
+    let draft = harness.state().state.chat.draft.clone();
+    let mut boxes: Vec<_> = harness.get_all_by_role(Role::MultilineTextInput).filter(|n| n.value().unwrap_or_default() == draft).collect();
+    assert_eq!(boxes.len(), 1, "one message box holds the draft");
+    boxes.remove(0)
+}
+
+#[test]
+fn a_conversation_set_up_before_its_first_message_and_kept_by_the_keyboard() {
+    let (_home, mut harness) = app_with(&support::tiny_phi3());
+    harness.get_by_label("Load model").click();
+    step_until(&mut harness, "the model to load", |h| h.query_by_label("Unload").is_some());
+    harness.ctx.set_missing_glyph_policy(egui::epaint::text::MissingGlyphPolicy::Tofu);
+    // Before any message there is a chat whose system prompt and settings can be set.
+    let first = harness.state().state.current_conversation().expect("a fresh chat to type into").id.clone();
+    harness.get_by_label("System prompt and generation settings").click();
+    harness.run_steps(2);
+    harness.state_mut().state.current_conversation_mut().unwrap().system_prompt = "Answer briefly.".into();
+    harness.get_by_label("Use for new chats").click();
+    harness.run_steps(2);
+    assert_eq!(harness.state().state.persisted.default_system_prompt, "Answer briefly.");
+    harness.get_by_label("System prompt and generation settings").click();
+    harness.run_steps(2);
+
+    // Keyboard only: Ctrl+N gives the (reused, still empty) new chat the focus, typing and
+    // Enter send it.
+    harness.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::N);
+    harness.run_steps(3);
+    assert_eq!(harness.state().state.current_conversation().unwrap().id, first, "an untouched new chat is reused");
+    assert!(composer_node(&harness).is_focused(), "Ctrl+N puts the focus in the message box");
+    harness.event(egui::Event::Text("Hello there".into()));
+    harness.run_steps(2);
+    harness.key_press(egui::Key::Enter);
+    harness.run_steps(2);
+    step_until(&mut harness, "the reply", |h| h.state().state.chat.streaming.is_none() && h.state().state.current_conversation().is_some_and(|c| c.messages.len() == 2));
+    assert_eq!(harness.state().state.current_conversation().unwrap().system_prompt, "Answer briefly.");
+
+    // Ctrl+L comes back to the message box from anywhere; F1 lists the shortcuts.
+    harness.get_by_label("Model").click();
+    harness.run_steps(2);
+    harness.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::L);
+    harness.run_steps(3);
+    assert_eq!(harness.state().state.tab, Tab::Chat);
+    assert!(composer_node(&harness).is_focused(), "Ctrl+L puts the focus in the message box");
+    harness.key_press(egui::Key::F1);
+    harness.run_steps(2);
+    assert!(harness.query_by_label("Go to the message box").is_some(), "F1 shows the shortcuts");
+    harness.state_mut().state.shortcuts_open = false;
+    harness.run_steps(2);
+
+    // Greedy settings: Regenerate says why the reply is the same; reset goes back to the model.
+    // (Notices sit in the corner over the transcript, so buttons are pressed through accesskit.)
+    harness.state_mut().state.current_conversation_mut().unwrap().settings.do_sample = Some(false);
+    harness.get_by_label("Regenerate").click_accesskit();
+    harness.run_steps(2);
+    let notices: Vec<String> = harness.state().state.notices.iter().map(|n| n.text.clone()).collect();
+    assert!(notices.iter().any(|n| n.starts_with("Greedy decoding always picks")), "{notices:?}");
+    step_until(&mut harness, "the regenerated reply", |h| h.state().state.chat.streaming.is_none());
+    harness.get_by_label("System prompt and generation settings").click();
+    harness.run_steps(2);
+    harness.get_by_label("Reset to the model's defaults").click();
+    harness.run_steps(2);
+    assert_eq!(harness.state().state.current_conversation().unwrap().settings, modeldesk::chat::Settings::default());
+
+    // The conversation's menu button deletes, and Undo brings it back untouched.
+    let id = harness.state().state.current_conversation().unwrap().id.clone();
+    let before = harness.state().state.current_conversation().unwrap().clone();
+    harness.get_by_label("…").click_accesskit();
+    harness.run_steps(2);
+    harness.get_by_label("Delete").click_accesskit();
+    harness.run_steps(2);
+    assert!(harness.state().state.chat.summaries.iter().all(|s| s.id != id), "gone from the list");
+    harness.get_by_label("Undo").click_accesskit();
+    harness.run_steps(2);
+    assert_eq!(harness.state().state.current_conversation().unwrap(), &before, "back as it was");
+}
+
+#[test]
+fn a_long_paste_leaves_the_message_box_and_send_in_a_small_window() {
+    let (_home, mut harness) = app_with(&support::tiny_phi3());
+    harness.set_size(egui::vec2(720.0, 480.0));
+    harness.get_by_label("Load model").click();
+    step_until(&mut harness, "the model to load", |h| h.query_by_label("Unload").is_some());
+    composer_node(&harness).focus();
+    harness.run_steps(2);
+    let paste: String = (0..300).map(|i| format!("line {i} of a long paste\n")).collect();
+    harness.event(egui::Event::Paste(paste.clone()));
+    harness.run_steps(4);
+    assert_eq!(harness.state().state.chat.draft, paste);
+    let screen = egui::Rect::from_min_size(egui::Pos2::ZERO, egui::vec2(720.0, 480.0));
+    let send = harness.get_by_label("Send").rect();
+    assert!(screen.contains_rect(send), "Send stays on screen: {send:?}");
+    // The box (in a scroll area once it reaches its cap) sits between the settings header and
+    // the bottom of the window, at most 30% of the window high.
+    let header = harness.get_by_label("System prompt and generation settings").rect();
+    assert!(header.top() >= 0.0 && header.bottom() < send.top(), "the settings header stays on screen, above the box: {header:?}");
+    let composer_area = send.bottom() - header.bottom();
+    assert!(composer_area > 40.0 && composer_area <= 480.0 * 0.3 + 40.0, "the box stops growing at its cap: {composer_area}");
+}
+
+#[test]
+fn a_message_that_will_not_fit_is_held_back_with_the_ways_out() {
+    let (_home, mut harness) = app_with(&support::tiny_phi3());
+    harness.get_by_label("Load model").click();
+    step_until(&mut harness, "the model to load", |h| h.query_by_label("Unload").is_some());
+    harness.ctx.set_missing_glyph_policy(egui::epaint::text::MissingGlyphPolicy::Tofu);
+    // A long history (set up directly: generating it would take minutes), counted in the
+    // background as it grows, until the next message will not fit in 2048 tokens.
+    let mut turns = 0;
+    loop {
+        let tokens = harness.state().state.next_prompt_tokens().unwrap_or(0);
+        if tokens > 1900 {
+            break;
+        }
+        assert!(turns < 200, "the history never reached the window ({tokens} tokens)");
+        let conversation = harness.state_mut().state.current_conversation_mut().unwrap();
+        conversation.push_user(&format!("Question {turns}: what does the weather look like where you are today?"));
+        conversation.messages.push(modeldesk::chat::Message { role: modeldesk::chat::Role::Assistant, content: "It is sunny and warm, with a light breeze from the sea.".into(), stats: None });
+        turns += 1;
+        idle(&mut harness);
+    }
+    let before = harness.state().state.next_prompt_tokens().unwrap();
+    // The meter counts the message being typed, before it is sent.
+    composer_node(&harness).focus();
+    harness.run_steps(2);
+    harness.event(egui::Event::Text("Tell me about the mountains and the rivers and the sea, in a long and careful answer. ".repeat(8)));
+    idle(&mut harness);
+    let with_draft = harness.state().state.next_prompt_tokens().unwrap();
+    assert!(with_draft > before, "the draft counts: {before} → {with_draft}");
+    assert!(harness.query_by_label_contains(&format!("{with_draft} / 2048 tokens")).is_some(), "the meter shows it");
+    assert!(with_draft >= 2048, "the draft makes the prompt too long ({with_draft} tokens)");
+
+    // Enter: held back, with the choices the app offers.
+    let old = harness.state().state.current_conversation().unwrap().id.clone();
+    harness.key_press(egui::Key::Enter);
+    harness.run_steps(2);
+    assert!(harness.query_by_label_contains("This message does not fit").is_some());
+    assert!(harness.state().state.chat.streaming.is_none(), "nothing was sent");
+    assert!(harness.query_by_label("Drop the oldest turns and send").is_some());
+    harness.get_by_label("Start a new chat with this message").click_accesskit();
+    harness.run_steps(2);
+    step_until(&mut harness, "the reply in the new chat", |h| h.state().state.chat.streaming.is_none());
+    let new = harness.state().state.current_conversation().unwrap().clone();
+    assert_ne!(new.id, old);
+    assert_eq!(new.messages.len(), 2, "the message and its reply");
+
+    // Back in the long chat, dropping the oldest turns sends it there.
+    harness.state_mut().state.apply(modeldesk::app::Intent::SelectConversation(old.clone()));
+    harness.state_mut().state.chat.draft = "And the rivers? ".repeat(80);
+    idle(&mut harness);
+    harness.state_mut().state.apply(modeldesk::app::Intent::Send);
+    harness.run_steps(2);
+    assert!(harness.state().state.chat.context.blocked.is_some());
+    harness.get_by_label("Drop the oldest turns and send").click_accesskit();
+    harness.run_steps(2);
+    step_until(&mut harness, "the reply with dropped turns", |h| h.state().state.chat.streaming.is_none());
+    let last = harness.state().state.current_conversation().unwrap().messages.last().unwrap().clone();
+    assert_eq!(last.role, modeldesk::chat::Role::Assistant);
+    assert!(last.stats.unwrap().dropped_messages > 0, "old turns were left out");
+}
+
+#[cfg(unix)]
+#[test]
+fn a_typed_path_completes_and_opens_and_the_welcome_view_lists_recent_folders() {
+    let home = tempfile::tempdir().unwrap();
+    let place = tempfile::tempdir().unwrap();
+    std::fs::create_dir(place.path().join("models")).unwrap();
+    std::os::unix::fs::symlink(support::tiny_phi3(), place.path().join("models").join("tiny")).unwrap();
+    let mut harness = app(home.path());
+    idle(&mut harness);
+    // The welcome view has a path field; what is typed completes from the file system.
+    let field = harness.get_by_role(Role::TextInput);
+    field.focus();
+    harness.run_steps(2);
+    let typed = format!("{}/mo", place.path().display());
+    harness.get_by_role(Role::TextInput).type_text(&typed);
+    idle(&mut harness);
+    let models = format!("{}/models/", place.path().display());
+    harness.get_by_label(&models).click();
+    harness.run_steps(2);
+    assert_eq!(harness.state().state.path_entry.text, models);
+    idle(&mut harness);
+    let tiny = format!("{models}tiny/");
+    harness.get_by_label(&tiny).click();
+    harness.run_steps(2);
+    harness.get_by_label("Open").click();
+    idle(&mut harness);
+    assert_eq!(harness.state().state.persisted.library.len(), 1, "the typed folder opened");
+    assert!(harness.query_by_label("Load model").is_some());
+    // With nothing selected, the welcome view offers the recent folder.
+    harness.state_mut().state.persisted.selected = None;
+    harness.run_steps(2);
+    assert!(harness.query_by_label("Recent folders").is_some());
+    let entry = harness.state().state.persisted.library[0].path.clone();
+    assert_eq!(entry, place.path().join("models").join("tiny"), "one folder, however it was typed");
+    harness.get_by(|node| node.role() == Role::Link && node.label().as_deref() == Some(&entry.display().to_string())).click();
+    idle(&mut harness);
+    assert!(harness.query_by_label("Load model").is_some(), "the recent folder opened again");
+    // File › Open path… opens the same field in a window (also used when no folder dialog exists).
+    harness.get_by_label("File").click();
+    harness.run_steps(2);
+    harness.get_by_label("Open path…").click();
+    harness.run_steps(3);
+    assert!(harness.state().state.path_entry.open, "the menu item opens the path window");
+    assert!(harness.query_by_label_contains("Open a folder by path").is_some(), "the window shows");
+}

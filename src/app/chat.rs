@@ -1,9 +1,13 @@
-//! The engine as the chat sees it (the worker and the model session) and the chat itself:
+//! The engine as the chat sees it (the engine queue and the model session) and the chat itself:
 //! conversations, sending, streaming replies, stopping, regenerating and editing.
+//!
+//! The window's chat submits its replies to the same [`EngineQueue`] the local server uses, so
+//! both share one loaded model, one KV cache and one queue.
 
 use std::{
     collections::HashMap,
     path::{Path, PathBuf},
+    sync::mpsc::Receiver,
     time::{Duration, Instant},
 };
 
@@ -12,10 +16,8 @@ use poll_promise::Promise;
 use super::{AppState, RuntimeStatus};
 use crate::{
     chat::{Conversation, Listing, Message, ReplyStats, Role, Summary, WriteCommand, WriteEvent},
-    engine::{
-        ContextPolicy, DecoderSettings, GenerateOptions, Prompt,
-        worker::{Event, RequestHandle, Stopper, Worker},
-    },
+    engine::{ContextPolicy, DecoderSettings, GenerateOptions, Prompt},
+    engine_queue::{EngineQueue, QueueConfig, QueueCounts, QueueEvent, Request, RequestEvent, Ticket, channel_sink},
     service::Service,
     session::{self, ModelSession, SessionError, SessionStatus},
 };
@@ -24,11 +26,39 @@ use crate::{
 /// prompt or a setting does not write at every keystroke).
 const SAVE_DELAY: Duration = Duration::from_millis(500);
 
-/// The engine worker and the model it holds.
+/// How long a deleted conversation can be brought back before its file is removed.
+pub const UNDO_DELETE: Duration = Duration::from_secs(10);
+
+/// A conversation deleted a moment ago: its file stays until the undo window closes.
+pub struct DeletedConversation {
+    pub summary: Summary,
+    /// Its messages, when they had been read.
+    conversation: Option<Conversation>,
+    was_current: bool,
+    pub at: Instant,
+}
+
+/// The "Export conversation" form: format and destination file.
+pub struct ConversationExport {
+    pub id: String,
+    pub json: bool,
+    pub path: String,
+    pick: Option<Promise<Option<PathBuf>>>,
+}
+
+impl ConversationExport {
+    pub fn is_picking(&self) -> bool {
+        self.pick.is_some()
+    }
+}
+
+/// The engine queue (the worker behind it) and the model it holds.
 #[derive(Default)]
 pub struct EngineState {
-    pub worker: Option<Worker>,
-    pub stopper: Option<Stopper>,
+    /// Started with the first load; shared with the local server.
+    pub queue: Option<EngineQueue>,
+    /// Requests generating and waiting, the window's and the server's together.
+    pub counts: QueueCounts,
     /// What is loaded (or loading), from where, with which defaults; `None` when unloaded.
     pub session: Option<ModelSession>,
     /// The package's `model_config`, read off the GUI thread when a model is loaded or saved.
@@ -46,7 +76,8 @@ impl EngineState {
 
 /// The reply being generated.
 pub struct Streaming {
-    pub request: RequestHandle,
+    pub ticket: Ticket,
+    events: Receiver<RequestEvent>,
     pub conversation: String,
     pub text: String,
     pub tokens: usize,
@@ -69,6 +100,13 @@ pub struct ChatState {
     /// Index of a user message being edited, and its new text.
     pub editing: Option<(usize, String)>,
     pub renaming: Option<(String, String)>,
+    /// The last deleted conversation, while it can still be brought back.
+    pub deleted: Option<DeletedConversation>,
+    pub export: Option<ConversationExport>,
+    /// Set by Ctrl+L, Ctrl+N and a new chat: the message box takes the keyboard focus.
+    pub focus_composer: bool,
+    /// The next prompt's size, and a send held back because it would not fit.
+    pub context: super::ContextState,
     pub streaming: Option<Streaming>,
     pub policy: ContextPolicy,
     /// Markdown render cache, shared across messages.
@@ -96,28 +134,28 @@ impl ChatState {
 impl AppState {
     // -- the model session -----------------------------------------------------------------
 
-    fn ensure_worker(&mut self) -> bool {
-        if self.engine.worker.is_some() {
+    fn ensure_queue(&mut self) -> bool {
+        if self.engine.queue.is_some() {
             return true;
         }
         let RuntimeStatus::Loaded(runtime) = self.runtime else {
             self.notify_error("ONNX Runtime is not loaded", None);
             return false;
         };
-        let worker = Worker::spawn(runtime, Box::new(self.waker()));
-        self.engine.stopper = Some(worker.stopper());
-        self.engine.worker = Some(worker);
+        self.engine.queue = Some(EngineQueue::spawn(runtime, QueueConfig::default(), Box::new(self.waker())));
         true
     }
 
     /// Loads the selected folder's model (on the worker) and its defaults (on a thread).
     pub fn load_model(&mut self) {
         let Some(path) = self.persisted.selected.clone() else { return };
-        if !self.ensure_worker() {
+        if !self.ensure_queue() {
             return;
         }
-        if let Some(worker) = &self.engine.worker {
-            worker.load(path.clone(), DecoderSettings::default());
+        // The server was started for the model being replaced (its defaults and scoring rules).
+        self.stop_serving();
+        if let Some(queue) = &self.engine.queue {
+            queue.load(path.clone(), DecoderSettings::default());
         }
         self.engine.session = Some(ModelSession::loading(path.clone()));
         self.engine.load_started = false;
@@ -139,8 +177,9 @@ impl AppState {
 
     pub fn unload_model(&mut self) {
         self.stop_reply();
-        if let Some(worker) = &self.engine.worker {
-            worker.unload();
+        self.stop_serving();
+        if let Some(queue) = &self.engine.queue {
+            queue.unload();
         }
         self.engine.session = None;
         self.engine.defaults_load = None;
@@ -202,16 +241,30 @@ impl AppState {
     /// The newest conversation of the selected model becomes current.
     pub(super) fn show_latest_conversation(&mut self) {
         let latest = self.persisted.selected.clone().and_then(|m| self.conversations_for(&m).first().map(|c| c.id.clone()));
-        self.show_conversation(latest);
+        match latest {
+            Some(id) => self.show_conversation(Some(id)),
+            // A fresh chat to type into, so its system prompt and settings can be set before
+            // the first message (it is written only once something is in it).
+            None => {
+                self.chat.current = None;
+                self.new_conversation();
+            }
+        }
     }
 
     pub fn new_conversation(&mut self) {
         let Some(model) = self.persisted.selected.clone() else { return };
-        let conversation = Conversation::new(&model);
+        self.chat.focus_composer = true;
+        // An untouched new chat is reused rather than piling up empty ones.
+        if self.current_conversation().is_some_and(|c| c.messages.is_empty() && c.model == model) {
+            return;
+        }
+        let mut conversation = Conversation::new(&model);
+        conversation.system_prompt = self.persisted.default_system_prompt.clone();
         self.chat.current = Some(conversation.id.clone());
         self.chat.summaries.insert(0, Summary::of(&conversation));
+        // The message being typed stays: a new chat never throws away text.
         self.chat.conversations.insert(0, conversation);
-        self.chat.draft.clear();
     }
 
     pub fn select_conversation(&mut self, id: &str) {
@@ -229,19 +282,56 @@ impl AppState {
         self.persist_conversation(id);
     }
 
+    /// Removes a conversation from the list at once; its file goes when the undo window closes.
     pub fn delete_conversation(&mut self, id: &str) {
         if self.chat.streaming.as_ref().is_some_and(|s| s.conversation == id) {
             self.stop_reply();
         }
+        self.finish_delete();
+        let Some(summary) = self.chat.summaries.iter().find(|c| c.id == id).cloned() else { return };
+        let conversation = self.chat.conversations.iter().find(|c| c.id == id).cloned();
+        let was_current = self.chat.current.as_deref() == Some(id);
         self.chat.conversations.retain(|c| c.id != id);
         self.chat.summaries.retain(|c| c.id != id);
-        self.chat.unsaved.remove(id);
+        // A change not yet written is kept with the conversation, and written if it comes back.
+        let unsaved = self.chat.unsaved.remove(id).is_some();
         self.chat.reading.remove(id);
-        if self.chat.writer.as_ref().is_some_and(|writer| writer.send(WriteCommand::Delete(id.to_owned()))) {
-            self.chat.writes_in_flight += 1;
+        // Never written: nothing on disk to delete, nothing worth bringing back.
+        let stored = summary.file_modified.is_some() || unsaved || conversation.as_ref().is_some_and(|c| !c.messages.is_empty());
+        if stored {
+            self.chat.deleted = Some(DeletedConversation { summary, conversation, was_current, at: Instant::now() });
+            self.ctx.request_repaint_after(UNDO_DELETE);
         }
-        if self.chat.current.as_deref() == Some(id) {
+        if was_current {
             self.show_latest_conversation();
+        }
+    }
+
+    /// Brings back the conversation deleted last (its file was never touched).
+    pub fn undo_delete(&mut self) {
+        let Some(deleted) = self.chat.deleted.take() else { return };
+        let id = deleted.summary.id.clone();
+        // The empty chat that took its place goes away again.
+        if let Some(current) = self.current_conversation().filter(|c| c.messages.is_empty() && c.id != id).map(|c| c.id.clone()) {
+            self.chat.conversations.retain(|c| c.id != current);
+            self.chat.summaries.retain(|c| c.id != current);
+        }
+        self.chat.summaries.push(deleted.summary);
+        self.chat.summaries.sort_by(|a, b| b.updated.cmp(&a.updated).then(a.id.cmp(&b.id)));
+        if let Some(conversation) = deleted.conversation {
+            self.chat.conversations.push(conversation);
+            self.persist_conversation(&id);
+        }
+        if deleted.was_current {
+            self.show_conversation(Some(id));
+        }
+    }
+
+    /// Removes the file of the conversation deleted last, once it can no longer come back.
+    fn finish_delete(&mut self) {
+        let Some(deleted) = self.chat.deleted.take() else { return };
+        if self.chat.writer.as_ref().is_some_and(|writer| writer.send(WriteCommand::Delete(deleted.summary.id.clone()))) {
+            self.chat.writes_in_flight += 1;
         }
     }
 
@@ -275,6 +365,7 @@ impl AppState {
 
     /// Writes every unsaved conversation and waits for the writer (the window is closing).
     pub fn flush_conversations(&mut self) {
+        self.finish_delete();
         self.write_conversations(true);
         self.chat.writer = None;
     }
@@ -305,6 +396,10 @@ impl AppState {
                 Err(message) => self.notify_error("A saved conversation could not be read", Some(message)),
             }
         }
+        if self.chat.deleted.as_ref().is_some_and(|d| d.at.elapsed() >= UNDO_DELETE) {
+            self.finish_delete();
+        }
+        self.poll_conversation_export();
         self.write_conversations(false);
         let events = self.chat.writer.as_ref().map(Service::drain).unwrap_or_default();
         for event in events {
@@ -315,24 +410,69 @@ impl AppState {
         }
     }
 
-    /// Writes a conversation under the data directory's `exports` (the notice says where).
+    /// Opens the export form, with a file under the data directory's `exports` proposed.
     pub fn export_conversation(&mut self, id: &str, json: bool) {
-        let Some(conversation) = self.chat.conversations.iter().find(|c| c.id == id) else { return };
-        let (text, extension) = if json {
-            (serde_json::to_string_pretty(&conversation.to_chat_json()).unwrap_or_default(), "json")
-        } else {
-            (conversation.to_markdown(), "md")
-        };
+        let Some(summary) = self.chat.summaries.iter().find(|c| c.id == id) else { return };
         let dir = self.dirs.as_ref().map(|d| d.data.join("exports")).unwrap_or_else(std::env::temp_dir);
-        let safe: String = conversation.title.chars().map(|c| if c.is_alphanumeric() || c == '-' { c } else { '_' }).collect();
-        let short_id: String = conversation.id.chars().take(8).collect();
-        let path = dir.join(format!("{}-{short_id}.{extension}", safe.trim_matches('_')));
-        self.in_background("export-conversation", move || {
-            std::fs::create_dir_all(&dir)
-                .and_then(|_| crate::mlflow::mlmodel::write_atomically(&path, text.as_bytes()))
-                .map(|()| Some(format!("Exported to {}", path.display())))
-                .map_err(|e| ("The conversation could not be exported".to_owned(), e.to_string()))
+        let safe: String = summary.title.chars().map(|c| if c.is_alphanumeric() || c == '-' { c } else { '_' }).collect();
+        let short_id: String = summary.id.chars().take(8).collect();
+        let path = dir.join(format!("{}-{short_id}.{}", safe.trim_matches('_'), if json { "json" } else { "md" }));
+        self.chat.export = Some(ConversationExport { id: id.to_owned(), json, path: path.display().to_string(), pick: None });
+    }
+
+    /// The system's save dialog for the export form's file.
+    pub fn pick_conversation_export(&mut self) {
+        let Some(export) = &self.chat.export else { return };
+        let current = PathBuf::from(&export.path);
+        let pick = self.spawn("save-dialog", move || {
+            let mut dialog = rfd::AsyncFileDialog::new().set_title("Export conversation");
+            if let Some(dir) = current.parent().filter(|d| d.is_dir()) {
+                dialog = dialog.set_directory(dir);
+            }
+            if let Some(name) = current.file_name() {
+                dialog = dialog.set_file_name(name.to_string_lossy());
+            }
+            pollster::block_on(dialog.save_file()).map(|f| f.path().to_path_buf())
         });
+        if let Some(export) = &mut self.chat.export {
+            export.pick = Some(pick);
+        }
+    }
+
+    fn poll_conversation_export(&mut self) {
+        let Some(export) = &mut self.chat.export else { return };
+        if let Some(picked) = export.pick.take_if(|p| p.ready().is_some()).and_then(|p| p.try_take().ok()) {
+            if let Some(path) = picked {
+                export.path = path.display().to_string();
+            }
+        }
+    }
+
+    /// Writes the conversation (Markdown or `llm/v1/chat` JSON) to the form's file, atomically.
+    pub fn run_conversation_export(&mut self) {
+        let Some(export) = self.chat.export.take() else { return };
+        let Some(conversation) = self.chat.conversations.iter().find(|c| c.id == export.id) else {
+            self.notify_error("Open the conversation once before exporting it", None);
+            return;
+        };
+        let text = if export.json { serde_json::to_string_pretty(&conversation.to_chat_json()).unwrap_or_default() } else { conversation.to_markdown() };
+        let path = PathBuf::from(export.path.trim());
+        self.in_background("export-conversation", move || {
+            path.parent()
+                .filter(|dir| !dir.as_os_str().is_empty())
+                .map_or(Ok(()), std::fs::create_dir_all)
+                .and_then(|()| crate::mlflow::mlmodel::write_atomically(&path, text.as_bytes()))
+                .map(|()| Some(format!("Exported to {}", path.display())))
+                .map_err(|e| (format!("The conversation could not be exported to {}", path.display()), e.to_string()))
+        });
+    }
+
+    /// Clears the conversation's generation settings: the model's defaults apply again.
+    pub fn reset_settings(&mut self, id: &str) {
+        if let Some(conversation) = self.chat.conversations.iter_mut().find(|c| c.id == id) {
+            conversation.settings = crate::chat::Settings::default();
+            self.persist_conversation(id);
+        }
     }
 
     // -- replies ---------------------------------------------------------------------------
@@ -345,6 +485,9 @@ impl AppState {
         }
         if self.current_conversation().is_none() {
             self.new_conversation();
+        }
+        if !self.draft_fits() {
+            return;
         }
         if let Some(conversation) = self.current_conversation_mut() {
             conversation.push_user(&text);
@@ -361,6 +504,7 @@ impl AppState {
         let settings = conversation.settings.clone();
         let overrides = GenerateOptions {
             max_tokens: settings.max_tokens,
+            max_length: settings.max_length,
             temperature: settings.temperature,
             top_p: settings.top_p,
             top_k: settings.top_k,
@@ -373,10 +517,18 @@ impl AppState {
         let Some(session) = self.selected_session() else { return };
         let options = session.request_options(&overrides);
         let policy = self.chat.policy;
-        let Some(worker) = self.engine.worker.as_mut() else { return };
-        let request = worker.generate(Prompt::Chat(messages), options, policy);
+        let Some(queue) = self.engine.queue.as_ref() else { return };
+        let (sink, events) = channel_sink(Box::new(self.waker()));
+        let ticket = match queue.submit(Request { prompt: Prompt::Chat(messages), options, policy }, sink) {
+            Ok(ticket) => ticket,
+            Err(error) => {
+                self.notify_error("The reply could not start", Some(error.to_string()));
+                return;
+            }
+        };
         self.chat.streaming = Some(Streaming {
-            request,
+            ticket,
+            events,
             conversation: id,
             text: String::new(),
             tokens: 0,
@@ -390,7 +542,7 @@ impl AppState {
     /// Stops the reply being generated (Esc); the text so far is kept.
     pub fn stop_reply(&mut self) {
         if let Some(streaming) = &mut self.chat.streaming {
-            streaming.request.cancel();
+            streaming.ticket.cancel();
             streaming.stopping = true;
         }
     }
@@ -405,6 +557,11 @@ impl AppState {
                 let keep = conversation.messages.len() - 1;
                 conversation.truncate(keep);
             }
+        }
+        let sampling = self.current_conversation().and_then(|c| c.settings.do_sample);
+        let model_samples = self.selected_session().and_then(|s| s.effective_search()).is_some_and(|s| s.do_sample);
+        if !sampling.unwrap_or(model_samples) {
+            self.notify("Greedy decoding always picks the most likely token, so the reply comes out the same. Turn on \"Sample\" in the generation settings for a different one.");
         }
         self.start_reply();
     }
@@ -439,24 +596,32 @@ impl AppState {
                 (None, _) => {}
             }
         }
-        let events: Vec<Event> = match &self.engine.worker {
-            Some(worker) => std::iter::from_fn(|| worker.try_recv()).collect(),
+        self.poll_prompt_count();
+        let events: Vec<QueueEvent> = match &self.engine.queue {
+            Some(queue) => std::iter::from_fn(|| queue.try_recv()).collect(),
             None => Vec::new(),
         };
-        if !events.is_empty() {
+        let replies: Vec<RequestEvent> = match &self.chat.streaming {
+            Some(streaming) => streaming.events.try_iter().collect(),
+            None => Vec::new(),
+        };
+        if !events.is_empty() || !replies.is_empty() {
             self.memory_bytes = crate::memory::current_rss();
         }
         for event in events {
-            self.handle_event(event);
+            self.handle_queue_event(event);
+        }
+        for event in replies {
+            self.handle_reply_event(event);
         }
     }
 
-    fn handle_event(&mut self, event: Event) {
+    fn handle_queue_event(&mut self, event: QueueEvent) {
         match event {
-            Event::Loading { path } => {
+            QueueEvent::Loading { path } => {
                 self.engine.load_started = self.engine.session.as_ref().is_some_and(|s| s.folder == path);
             }
-            Event::Loaded(facts) => {
+            QueueEvent::Loaded(facts) => {
                 let Some(session) = self.engine.session.as_mut().filter(|_| self.engine.load_started) else { return };
                 let name = facts.name.clone();
                 let warnings = facts.warnings.clone();
@@ -466,26 +631,33 @@ impl AppState {
                 }
                 self.notify(format!("{name} is loaded"));
             }
-            Event::LoadFailed { path, message } => {
+            QueueEvent::LoadFailed { path, message } => {
                 let Some(session) = self.engine.session.as_mut().filter(|_| self.engine.load_started) else { return };
                 session.status = SessionStatus::Failed(message.clone());
                 self.notify_error(format!("{} could not be loaded", path.display()), Some(message));
             }
-            Event::Unloaded => {}
-            Event::Started { id, prompt_tokens, dropped_messages, .. } => {
-                if let Some(s) = self.chat.streaming.as_mut().filter(|s| s.request.id == id) {
+            QueueEvent::Unloaded => {}
+            QueueEvent::Counts(counts) => self.engine.counts = counts,
+        }
+    }
+
+    /// One event of the window's own reply.
+    fn handle_reply_event(&mut self, event: RequestEvent) {
+        match event {
+            RequestEvent::Started { prompt_tokens, dropped_messages, .. } => {
+                if let Some(s) = self.chat.streaming.as_mut() {
                     s.prompt_tokens = Some(prompt_tokens);
                     s.dropped_messages = dropped_messages;
                 }
             }
-            Event::Chunk { id, text, .. } => {
-                if let Some(s) = self.chat.streaming.as_mut().filter(|s| s.request.id == id) {
+            RequestEvent::Chunk { text, .. } => {
+                if let Some(s) = self.chat.streaming.as_mut() {
                     s.text.push_str(&text);
                     s.tokens += 1;
                 }
             }
-            Event::Finished { id, completion } => {
-                let Some(streaming) = self.chat.streaming.take_if(|s| s.request.id == id) else { return };
+            RequestEvent::Finished(completion) => {
+                let Some(streaming) = self.chat.streaming.take() else { return };
                 let stats = ReplyStats {
                     usage: completion.usage,
                     timings: completion.timings,
@@ -493,15 +665,21 @@ impl AppState {
                     dropped_messages: streaming.dropped_messages,
                 };
                 if let Some(conversation) = self.chat.conversations.iter_mut().find(|c| c.id == streaming.conversation) {
-                    conversation.messages.push(Message { role: Role::Assistant, content: completion.text.clone(), stats: Some(stats) });
+                    conversation.messages.push(Message { role: Role::Assistant, content: completion.text, stats: Some(stats) });
                 }
                 self.persist_conversation(&streaming.conversation);
                 if streaming.dropped_messages > 0 {
                     self.notify(format!("{} earlier messages were left out to fit the context window", streaming.dropped_messages));
                 }
             }
-            Event::Failed { id, message } => {
-                if let Some(streaming) = self.chat.streaming.take_if(|s| s.request.id == id) {
+            // Stopped while it was still waiting behind the server's requests: no reply at all.
+            RequestEvent::Cancelled => {
+                if let Some(streaming) = self.chat.streaming.take() {
+                    self.persist_conversation(&streaming.conversation);
+                }
+            }
+            RequestEvent::Failed(message) => {
+                if let Some(streaming) = self.chat.streaming.take() {
                     self.persist_conversation(&streaming.conversation);
                 }
                 self.notify_error("The reply failed", Some(message));

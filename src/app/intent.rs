@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use super::{AppState, DialogKind, RegistryIntent, Tab};
+use super::{AppState, DialogKind, GetModelIntent, RegistryIntent, Tab};
 
 /// The answer to "save the edits before opening another model?".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +25,11 @@ pub enum CloseChoice {
 pub enum Intent {
     // library and files
     PickModelFolder,
+    /// The "Open path" window (a typed path, with completion).
+    ShowPathEntry,
+    ClosePathEntry,
+    /// Opens the path typed in the path field.
+    OpenTypedPath,
     /// A path dropped, typed or picked: its model folder opens, several offer a choice, anything
     /// else is explained.
     OpenPath(PathBuf),
@@ -49,12 +54,28 @@ pub enum Intent {
     // engine and chat
     LoadModel,
     UnloadModel,
+    /// The "Serve" switch: the loaded model behind the local OpenAI-compatible server.
+    StartServing,
+    StopServing,
     NewConversation,
     SelectConversation(String),
     StartRename { id: String, title: String },
     Rename { id: String, title: String },
     DeleteConversation(String),
+    /// Opens the export form for a conversation.
     ExportConversation { id: String, json: bool },
+    PickConversationExport,
+    RunConversationExport,
+    CloseConversationExport,
+    UndoDelete,
+    /// The conversation's generation settings go back to the model's defaults.
+    ResetSettings(String),
+    /// New chats start with this system prompt.
+    SetDefaultSystemPrompt(String),
+    /// Ctrl+L: the message box takes the keyboard focus.
+    FocusComposer,
+    /// What to do with a message that would not fit the context.
+    ResolveBlocked(super::BlockedChoice),
     /// A conversation's system prompt or settings changed.
     ConversationEdited(String),
     Send,
@@ -63,6 +84,8 @@ pub enum Intent {
     EditMessage { index: usize, text: String },
     ResendEdited { index: usize, text: String },
     CopyText(String),
+    // downloads
+    GetModel(GetModelIntent),
     // window
     SetTab(Tab),
     ShowAbout,
@@ -81,6 +104,9 @@ impl AppState {
     pub fn apply(&mut self, intent: Intent) {
         match intent {
             Intent::PickModelFolder => self.pick_model_folder(),
+            Intent::ShowPathEntry => self.show_path_entry(),
+            Intent::ClosePathEntry => self.path_entry.open = false,
+            Intent::OpenTypedPath => self.open_typed_path(),
             Intent::OpenPath(path) => self.open_path(&path),
             Intent::ChooseModel(folder) => self.choose_model(folder),
             Intent::Select(path) => self.request_select(&path),
@@ -98,6 +124,8 @@ impl AppState {
             Intent::CloseDialog => self.dialog = None,
             Intent::LoadModel => self.load_model(),
             Intent::UnloadModel => self.unload_model(),
+            Intent::StartServing => self.start_serving(),
+            Intent::StopServing => self.stop_serving(),
             Intent::NewConversation => {
                 self.tab = Tab::Chat;
                 self.new_conversation();
@@ -107,6 +135,20 @@ impl AppState {
             Intent::Rename { id, title } => self.rename_conversation(&id, &title),
             Intent::DeleteConversation(id) => self.delete_conversation(&id),
             Intent::ExportConversation { id, json } => self.export_conversation(&id, json),
+            Intent::PickConversationExport => self.pick_conversation_export(),
+            Intent::RunConversationExport => self.run_conversation_export(),
+            Intent::CloseConversationExport => self.chat.export = None,
+            Intent::UndoDelete => self.undo_delete(),
+            Intent::ResetSettings(id) => self.reset_settings(&id),
+            Intent::SetDefaultSystemPrompt(text) => {
+                self.persisted.default_system_prompt = text;
+                self.notify("New chats will start with this system prompt");
+            }
+            Intent::ResolveBlocked(choice) => self.resolve_blocked(choice),
+            Intent::FocusComposer => {
+                self.tab = Tab::Chat;
+                self.chat.focus_composer = true;
+            }
             Intent::ConversationEdited(id) => self.persist_conversation(&id),
             Intent::Send => self.send(),
             Intent::StopReply => self.stop_reply(),
@@ -117,6 +159,7 @@ impl AppState {
                 self.ctx.copy_text(text);
                 self.notify("Copied");
             }
+            Intent::GetModel(intent) => self.apply_get_model(intent),
             Intent::SetTab(tab) => self.tab = tab,
             Intent::ShowAbout => self.about_open = true,
             Intent::ShowShortcuts => self.shortcuts_open = true,

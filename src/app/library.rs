@@ -158,6 +158,7 @@ impl AppState {
 
     pub fn pick_model_folder(&mut self) {
         self.folder_pick = Some(self.pick("Open a model folder", true));
+        self.path_entry.dialog_asked = Some(std::time::Instant::now());
     }
 
     pub fn pick_destination(&mut self) {
@@ -193,8 +194,9 @@ impl AppState {
         }
         if let Some(picked) = self.folder_pick.as_ref().and_then(|p| p.ready().cloned()) {
             self.folder_pick = None;
-            if let Some(path) = picked {
-                self.open_path(&path);
+            match picked {
+                Some(path) => self.open_path(&path),
+                None => self.folder_dialog_answered_nothing(),
             }
         }
         if let Some(opened) = self.opening.take_if(|p| p.ready().is_some()).and_then(|p| p.try_take().ok()) {

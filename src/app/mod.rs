@@ -5,11 +5,15 @@
 //! GUI thread.
 
 mod chat;
+mod context;
 pub mod editor;
+mod get_model;
 mod intent;
 mod jobs;
 mod library;
+mod path_entry;
 mod registry;
+mod serve;
 
 use std::{
     collections::HashMap,
@@ -19,12 +23,16 @@ use std::{
 
 use poll_promise::Promise;
 
-pub use chat::{ChatState, EngineState, Streaming};
+pub use chat::{ChatState, ConversationExport, DeletedConversation, EngineState, Streaming, UNDO_DELETE};
+pub use context::{BlockedChoice, BlockedSend, ContextState, PromptCount};
 pub use editor::ModelEditor;
+pub use get_model::{ActiveDownload, CacheScan, DownloadStatus, GetModel, GetModelIntent};
 pub use intent::{CloseChoice, Intent, SwitchChoice};
 pub use jobs::{Dialog, DialogKind, Job};
 pub use library::{LibraryEntry, ModelChoices};
+pub use path_entry::PathEntry;
 pub use registry::{ConnectionStatus, PublishDialog, RegistryIntent, RegistryState};
+pub use serve::{ServeSettings, ServeState};
 
 pub use crate::inspect::{EntryInfo, FolderKind};
 use crate::{
@@ -46,6 +54,9 @@ pub enum RuntimeStatus {
 pub struct Persisted {
     pub library: Vec<LibraryEntry>,
     pub selected: Option<PathBuf>,
+    pub serve: ServeSettings,
+    /// The system prompt a new chat starts with.
+    pub default_system_prompt: String,
 }
 
 /// How the app was started.
@@ -88,6 +99,8 @@ pub struct AppState {
     pub dirs: Option<AppDirs>,
     pub runtime_pick: Option<Promise<Option<PathBuf>>>,
     pub folder_pick: Option<Promise<Option<PathBuf>>>,
+    /// The path field (welcome view and "Open path" window).
+    pub path_entry: PathEntry,
     /// A path being classified (opened, dropped or typed).
     opening: Option<Promise<crate::inspect::Opened>>,
     /// Model folders found beneath an opened folder, waiting for the user's pick.
@@ -101,6 +114,8 @@ pub struct AppState {
     pub saving: Option<Promise<Result<std::sync::Arc<crate::mlflow::validate::Report>, String>>>,
     pub engine: EngineState,
     pub chat: ChatState,
+    /// The local server (the "Serve" switch).
+    pub serve: ServeState,
     pub chat_store: Option<ChatStore>,
     pub dialog: Option<Dialog>,
     tasks: Vec<Promise<jobs::TaskOutcome>>,
@@ -112,6 +127,8 @@ pub struct AppState {
     pub memory_bytes: Option<u64>,
     /// A crash log from an earlier run the user has not seen yet.
     pub crash_report: Option<PathBuf>,
+    /// The "Get a model" view: catalog, cache scan, download.
+    pub get_model: GetModel,
     crash_check: Option<Promise<Option<PathBuf>>>,
     /// A library entry the user clicked while the model had unsaved edits (asks first).
     pub pending_select: Option<PathBuf>,
@@ -130,6 +147,7 @@ impl AppState {
             dirs: startup.dirs,
             runtime_pick: None,
             folder_pick: None,
+            path_entry: PathEntry::default(),
             opening: None,
             model_choices: None,
             destination_pick: None,
@@ -141,6 +159,7 @@ impl AppState {
             saving: None,
             engine: EngineState::default(),
             chat: ChatState::default(),
+            serve: ServeState::default(),
             chat_store,
             dialog: None,
             tasks: Vec::new(),
@@ -151,6 +170,7 @@ impl AppState {
             allow_close: false,
             memory_bytes: None,
             crash_report: None,
+            get_model: GetModel::default(),
             crash_check: None,
             pending_select: None,
             title: String::new(),
@@ -210,10 +230,13 @@ impl AppState {
             self.crash_report = report;
         }
         self.poll_library();
+        self.poll_path_entry();
         self.poll_engine();
         self.poll_conversations();
+        self.poll_serve();
         self.poll_jobs();
         self.poll_registry();
+        self.poll_get_model();
         // Notices fade after a few seconds; errors stay until dismissed.
         let lifetime = Duration::from_secs(6);
         self.notices.retain(|n| n.error || n.shown.elapsed() < lifetime);
@@ -249,9 +272,13 @@ impl AppState {
             || self.engine.is_loading()
             || self.chat.streaming.is_some()
             || self.chat.is_busy()
+            || self.chat.context.is_busy()
+            || self.path_entry.is_busy()
+            || self.serve.is_busy()
             || self.dialog.as_ref().is_some_and(|d| d.job.is_some())
             || !self.tasks.is_empty()
             || self.registry.is_busy()
+            || self.get_model.is_busy()
     }
 }
 

@@ -62,6 +62,8 @@ pub struct Settings {
     pub top_p: Option<f32>,
     pub top_k: Option<usize>,
     pub max_tokens: Option<usize>,
+    /// Prompt plus reply, in tokens (the model's default when unset).
+    pub max_length: Option<usize>,
     pub repetition_penalty: Option<f32>,
     pub seed: Option<i64>,
     pub do_sample: Option<bool>,

@@ -6,6 +6,7 @@ mod bench_turns;
 mod conversation;
 mod create;
 mod doctor;
+mod download;
 mod edit;
 mod export;
 mod generate;
@@ -25,6 +26,7 @@ use clap::{Parser, Subcommand};
 pub use bench::{BenchArgs, bench_prompt};
 pub use create::{CreateArgs, TaskArg};
 pub use doctor::DoctorArgs;
+pub use download::DownloadArgs;
 pub use edit::EditArgs;
 pub use export::ExportArgs;
 pub use generate::{GenerateArgs, chat_completion_json};
@@ -69,6 +71,8 @@ pub enum Command {
     Export(ExportArgs),
     /// MLflow tracking server and Model Registry: list, pull and push models.
     Mlflow(MlflowArgs),
+    /// Download a model (or one folder of it) from the Hugging Face Hub into the shared cache.
+    Download(DownloadArgs),
     /// Serve the model over HTTP: OpenAI-compatible chat completions and MLflow scoring.
     Serve(ServeArgs),
 }
@@ -113,6 +117,7 @@ pub fn run(command: Command) -> Result<()> {
         Command::Edit(args) => edit::run(args),
         Command::Export(args) => export::run(args),
         Command::Mlflow(args) => mlflow::run(args),
+        Command::Download(args) => download::run(args),
         Command::Serve(args) => serve::run(args),
     }
 }

@@ -5,7 +5,7 @@ use std::{
     net::IpAddr,
     path::PathBuf,
     sync::mpsc,
-    time::{Duration, UNIX_EPOCH},
+    time::Duration,
 };
 
 use anyhow::{Context as _, Result, bail};
@@ -15,6 +15,7 @@ use super::load_runtime;
 use crate::{
     engine::DecoderSettings,
     engine_queue::{EngineQueue, QueueConfig, QueueEvent},
+    session,
     server::{RequestLogEntry, ScoringConfig, Server, ServerConfig, ServerEvent},
 };
 
@@ -61,6 +62,8 @@ pub fn run(args: ServeArgs) -> Result<()> {
         port: args.port,
         api_key,
         cors_origins: args.cors.clone(),
+        // Options a request leaves out are the ones the window's chat starts from.
+        base: session::load_model_defaults(&args.model)?,
         scoring: ScoringConfig::from_package(&args.model).unwrap_or_default(),
         ..ServerConfig::default()
     };
@@ -139,8 +142,7 @@ fn stop_signal() -> Result<mpsc::Receiver<()>> {
 
 /// `12:01:33 POST /v1/chat/completions 200 12+8 tokens 41.0 ms queued 3.2 ms first token 9.1 ms`
 fn log_line(entry: &RequestLogEntry) -> String {
-    let seconds = entry.time.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default() % 86_400;
-    let clock = format!("{:02}:{:02}:{:02}", seconds / 3600, seconds / 60 % 60, seconds % 60);
+    let clock = entry.clock_utc();
     let tokens = match (entry.prompt_tokens, entry.completion_tokens) {
         (Some(p), Some(c)) => format!(" {p}+{c} tokens"),
         (Some(p), None) => format!(" {p} prompt tokens"),

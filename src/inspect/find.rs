@@ -213,3 +213,73 @@ mod tests {
         assert!(complete && found.len() == 1);
     }
 }
+
+/// Most completions offered for a typed path.
+pub const MAX_COMPLETIONS: usize = 12;
+/// Most directory entries read while completing (a huge folder must not stall the field).
+const MAX_COMPLETION_ENTRIES: usize = 5_000;
+
+/// Folders and files whose path starts with `typed` (a path being typed: `~/Do` offers
+/// `~/Downloads/`, `/models/` lists what `/models` holds), folders first, names sorted, hidden
+/// names only when the typed name starts with a dot. Reads one directory, bounded.
+pub fn complete_path(typed: &str, home: Option<&Path>) -> Vec<String> {
+    let expanded = match (typed.strip_prefix('~'), home) {
+        (Some(rest), Some(home)) if rest.is_empty() || rest.starts_with(['/', '\\']) => format!("{}{rest}", home.display()),
+        _ => typed.to_owned(),
+    };
+    if expanded.is_empty() {
+        return Vec::new();
+    }
+    let ends_with_separator = expanded.ends_with(['/', std::path::MAIN_SEPARATOR]);
+    let path = Path::new(&expanded);
+    let (dir, prefix) = if ends_with_separator {
+        (path.to_path_buf(), String::new())
+    } else {
+        match (path.parent(), path.file_name()) {
+            (Some(parent), Some(name)) => (if parent.as_os_str().is_empty() { PathBuf::from(".") } else { parent.to_path_buf() }, name.to_string_lossy().into_owned()),
+            _ => return Vec::new(),
+        }
+    };
+    let Ok(entries) = std::fs::read_dir(&dir) else { return Vec::new() };
+    let mut found: Vec<(bool, String)> = Vec::new();
+    for entry in entries.take(MAX_COMPLETION_ENTRIES).flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.starts_with(&prefix) || (name.starts_with('.') && !prefix.starts_with('.')) {
+            continue;
+        }
+        // Follows links, so a Hugging Face snapshot's linked folders complete like folders.
+        let is_dir = entry.path().is_dir();
+        found.push((is_dir, name));
+    }
+    found.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    let typed_dir = &typed[..typed.len() - prefix.len()];
+    found
+        .into_iter()
+        .take(MAX_COMPLETIONS)
+        .map(|(is_dir, name)| format!("{typed_dir}{name}{}", if is_dir { std::path::MAIN_SEPARATOR_STR } else { "" }))
+        .collect()
+}
+
+#[cfg(test)]
+mod completion_tests {
+    use super::*;
+
+    #[test]
+    fn completes_folders_first_keeps_the_typed_form_and_hides_dot_names() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir(root.path().join("models")).unwrap();
+        std::fs::create_dir(root.path().join("more")).unwrap();
+        std::fs::write(root.path().join("mlmodel.txt"), b"x").unwrap();
+        std::fs::create_dir(root.path().join(".matter")).unwrap();
+        let typed = format!("{}/m", root.path().display());
+        let sep = std::path::MAIN_SEPARATOR_STR;
+        assert_eq!(
+            complete_path(&typed, None),
+            vec![format!("{typed}odels{sep}"), format!("{typed}ore{sep}"), format!("{typed}lmodel.txt")]
+        );
+        assert_eq!(complete_path(&format!("{}/.m", root.path().display()), None), vec![format!("{}/.matter{sep}", root.path().display())]);
+        assert_eq!(complete_path(&format!("{}/models/", root.path().display()), None), Vec::<String>::new());
+        assert_eq!(complete_path("~/mo", Some(root.path())), vec![format!("~/models{sep}"), format!("~/more{sep}")]);
+        assert!(complete_path("/definitely/not/here/x", None).is_empty());
+    }
+}

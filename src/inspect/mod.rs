@@ -9,7 +9,7 @@ use std::{
     time::SystemTime,
 };
 
-mod find;
+pub mod find;
 
 pub use find::{Foreign, Opened, SearchLimits, foreign_kind, models_beneath, resolve};
 

@@ -80,11 +80,7 @@ pub(super) async fn check_prompt(model: Arc<LoadedModel>, prompt: Prompt, option
         let facts = &model.facts;
         let resolved = generate::resolve(&options, &facts.search, facts.default_max_length, facts.context_length)
             .map_err(|e| ApiError::invalid(e.to_string()))?;
-        let ids = match &prompt {
-            Prompt::Raw(text) => model.tokenizer.encode(text),
-            Prompt::Chat(messages) => model.tokenizer.apply_chat_template(messages, true).and_then(|text| model.tokenizer.encode(&text)),
-        }
-        .map_err(|e| ApiError::invalid(e.to_string()))?;
+        let ids = model.prompt_ids(&prompt).map_err(|e| ApiError::invalid(e.to_string()))?;
         if ids.is_empty() {
             return Err(ApiError::invalid("The prompt is empty."));
         }

@@ -99,6 +99,14 @@ pub struct RequestLogEntry {
     pub error: Option<String>,
 }
 
+impl RequestLogEntry {
+    /// `HH:MM:SS` of its arrival, in UTC (enough to tell requests apart in a log).
+    pub fn clock_utc(&self) -> String {
+        let seconds = self.time.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default() % 86_400;
+        format!("{:02}:{:02}:{:02}", seconds / 3600, seconds / 60 % 60, seconds % 60)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub enum ServerEvent {
     Request(RequestLogEntry),

@@ -264,7 +264,9 @@ impl Partial {
             std::fs::create_dir_all(parent).map_err(|e| TransferError::io(parent, e))?;
         }
         std::fs::rename(path, dest).map_err(|e| TransferError::io(dest, e))?;
-        sync_dir(dest.parent());
+        if let Some(parent) = dest.parent() {
+            crate::staging::sync_dir(parent);
+        }
         Ok(())
     }
 }
@@ -307,17 +309,6 @@ fn body_chunks(mut response: Response) -> Result<mpsc::Receiver<io::Result<Vec<u
         }
     })?;
     Ok(chunks)
-}
-
-/// Makes a rename durable (directories cannot be opened for syncing on Windows; NTFS journals
-/// the rename itself).
-pub fn sync_dir(dir: Option<&Path>) {
-    #[cfg(unix)]
-    if let Some(dir) = dir.and_then(|d| File::open(d).ok()) {
-        let _ = dir.sync_all();
-    }
-    #[cfg(not(unix))]
-    let _ = dir;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

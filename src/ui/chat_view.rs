@@ -4,7 +4,7 @@
 use egui::{Key, KeyboardShortcut, Modifiers, RichText, Ui};
 
 use crate::{
-    app::{AppState, Intent, Streaming},
+    app::{AppState, BlockedChoice, BlockedSend, Intent, Streaming},
     chat::{Conversation, Message, ReplyStats, Role},
     engine::ContextPolicy,
 };
@@ -16,10 +16,13 @@ pub fn show(ui: &mut Ui, state: &mut AppState, out: &mut Vec<Intent>) {
         return;
     }
     model_bar(ui, state, out);
+    ui.horizontal(|ui| super::serve::bar(ui, state, out));
+    super::serve::log(ui, state);
     ui.separator();
     egui::Panel::left("conversations").resizable(true).default_size(190.0).show(ui, |ui| conversations(ui, state, &selected, out));
     egui::Panel::bottom("composer").show(ui, |ui| composer(ui, state, out));
     egui::CentralPanel::default().show(ui, |ui| transcript(ui, state, out));
+    export_form(&ui.ctx().clone(), state, out);
 }
 
 /// Why this folder has no chat, and what to do instead.
@@ -64,32 +67,70 @@ fn model_bar(ui: &mut Ui, state: &AppState, out: &mut Vec<Intent>) {
     });
 }
 
-/// Tokens of the current conversation against the context length, with a warning before the
-/// next message will not fit.
+/// Tokens the next prompt takes (system prompt, conversation and the message being typed)
+/// against the conversation's maximum length, with a warning before a message will not fit.
 fn context_meter(ui: &mut Ui, state: &AppState) {
-    let Some(max_length) = state.selected_session().and_then(|s| s.max_length()).filter(|_| state.model_ready()) else {
+    let Some(max_length) = state.conversation_max_length().filter(|_| state.model_ready()) else {
         ui.weak("Context: load the model to see its size");
         return;
     };
     let context = max_length.max(1);
     let used = match &state.chat.streaming {
         Some(s) => s.prompt_tokens.unwrap_or(0) + s.tokens,
-        None => state.current_conversation().and_then(Conversation::last_total_tokens).unwrap_or(0),
+        None => state
+            .next_prompt_tokens()
+            .or_else(|| state.current_conversation().and_then(Conversation::last_total_tokens))
+            .unwrap_or(0),
     };
     let reserve = state.current_conversation().and_then(|c| c.settings.max_tokens).unwrap_or(256);
     let fraction = used as f32 / context as f32;
     let bar = egui::ProgressBar::new(fraction.min(1.0)).desired_width(160.0).text(format!("{used} / {context} tokens"));
     let bar = if used + reserve > context { bar.fill(ui.visuals().warn_fg_color) } else { bar };
-    ui.add(bar).on_hover_text("Tokens the conversation uses (prompt + reply) of the model's maximum length");
+    ui.add(bar).on_hover_text("Tokens of the system prompt, the conversation and the message being typed, of the maximum length (prompt + reply)");
     if used + reserve > context {
         ui.colored_label(ui.visuals().warn_fg_color, "The next message may not fit")
-            .on_hover_text("Start a new chat, or let ModelDesk drop the oldest turns (setting below)");
+            .on_hover_text("Start a new chat, let ModelDesk drop the oldest turns, or raise the maximum length (generation settings)");
     }
+}
+
+/// A message held back because it would not fit, and the ways out.
+fn blocked_send(ui: &mut Ui, blocked: BlockedSend, out: &mut Vec<Intent>) {
+    egui::Frame::group(ui.style()).show(ui, |ui| {
+        ui.colored_label(
+            ui.visuals().warn_fg_color,
+            format!(
+                "This message does not fit: with the conversation it takes {} tokens, and this chat allows {} (prompt and reply).",
+                blocked.needed, blocked.max_length
+            ),
+        );
+        ui.horizontal_wrapped(|ui| {
+            if ui.button("Start a new chat with this message").clicked() {
+                out.push(Intent::ResolveBlocked(BlockedChoice::NewChat));
+            }
+            if ui.button("Drop the oldest turns and send").on_hover_text("The system prompt is kept").clicked() {
+                out.push(Intent::ResolveBlocked(BlockedChoice::DropOldestTurns));
+            }
+            if blocked.can_raise() && ui.button(format!("Raise the maximum length to {} and send", blocked.context_length)).clicked() {
+                out.push(Intent::ResolveBlocked(BlockedChoice::RaiseMaxLength));
+            }
+            if ui.button("Keep editing").clicked() {
+                out.push(Intent::ResolveBlocked(BlockedChoice::Cancel));
+            }
+        });
+    });
 }
 
 fn conversations(ui: &mut Ui, state: &mut AppState, model: &std::path::Path, out: &mut Vec<Intent>) {
     if ui.button("+ New chat").on_hover_text("Ctrl+N").clicked() {
         out.push(Intent::NewConversation);
+    }
+    if let Some(deleted) = &state.chat.deleted {
+        ui.horizontal_wrapped(|ui| {
+            ui.weak(format!("Deleted \u{201c}{}\u{201d}.", deleted.summary.title));
+            if ui.small_button("Undo").clicked() {
+                out.push(Intent::UndoDelete);
+            }
+        });
     }
     ui.separator();
     let list: Vec<(String, String)> = state.conversations_for(model).iter().map(|c| (c.id.clone(), c.title.clone())).collect();
@@ -104,30 +145,75 @@ fn conversations(ui: &mut Ui, state: &mut AppState, model: &std::path::Path, out
                 continue;
             }
             let selected = state.chat.current.as_ref() == Some(id);
-            let response = ui.selectable_label(selected, title);
-            if response.clicked() {
-                out.push(Intent::SelectConversation(id.clone()));
-            }
-            response.context_menu(|ui| {
-                if ui.button("Rename").clicked() {
-                    out.push(Intent::StartRename { id: id.clone(), title: title.clone() });
-                    ui.close();
-                }
-                if ui.button("Export as Markdown…").clicked() {
-                    out.push(Intent::ExportConversation { id: id.clone(), json: false });
-                    ui.close();
-                }
-                if ui.button("Export as llm/v1/chat JSON…").clicked() {
-                    out.push(Intent::ExportConversation { id: id.clone(), json: true });
-                    ui.close();
-                }
-                if ui.button("Delete").clicked() {
-                    out.push(Intent::DeleteConversation(id.clone()));
-                    ui.close();
-                }
+            ui.horizontal(|ui| {
+                // The menu button first, so a long title cannot push it out of the panel.
+                ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                    ui.menu_button("…", |ui| conversation_actions(ui, id, title, out)).response.on_hover_text("Rename, export or delete");
+                    let response = ui.add(egui::Button::selectable(selected, title.as_str()).truncate());
+                    if response.clicked() {
+                        out.push(Intent::SelectConversation(id.clone()));
+                    }
+                    response.context_menu(|ui| conversation_actions(ui, id, title, out));
+                });
             });
         }
     });
+}
+
+/// What the conversation menu offers (its "…" button and its right-click menu alike).
+fn conversation_actions(ui: &mut Ui, id: &str, title: &str, out: &mut Vec<Intent>) {
+    if ui.button("Rename").clicked() {
+        out.push(Intent::StartRename { id: id.to_owned(), title: title.to_owned() });
+        ui.close();
+    }
+    if ui.button("Export as Markdown…").clicked() {
+        out.push(Intent::ExportConversation { id: id.to_owned(), json: false });
+        ui.close();
+    }
+    if ui.button("Export as llm/v1/chat JSON…").clicked() {
+        out.push(Intent::ExportConversation { id: id.to_owned(), json: true });
+        ui.close();
+    }
+    if ui.button("Delete").on_hover_text("It can be brought back for a few seconds").clicked() {
+        out.push(Intent::DeleteConversation(id.to_owned()));
+        ui.close();
+    }
+}
+
+/// The export form: format and file, with the system's save dialog behind "Browse…".
+fn export_form(ctx: &egui::Context, state: &mut AppState, out: &mut Vec<Intent>) {
+    let Some(export) = &mut state.chat.export else { return };
+    let mut open = true;
+    egui::Window::new("Export conversation").open(&mut open).collapsible(false).resizable(false).show(ctx, |ui| {
+        ui.horizontal(|ui| {
+            ui.label("Format");
+            let before = export.json;
+            ui.radio_value(&mut export.json, false, "Markdown");
+            ui.radio_value(&mut export.json, true, "llm/v1/chat JSON");
+            if before != export.json {
+                let path = std::path::PathBuf::from(&export.path).with_extension(if export.json { "json" } else { "md" });
+                export.path = path.display().to_string();
+            }
+        });
+        ui.horizontal(|ui| {
+            ui.label("File");
+            ui.add(egui::TextEdit::singleline(&mut export.path).desired_width(360.0));
+            if ui.add_enabled(!export.is_picking(), egui::Button::new("Browse…")).clicked() {
+                out.push(Intent::PickConversationExport);
+            }
+        });
+        ui.horizontal(|ui| {
+            if ui.add_enabled(!export.path.trim().is_empty(), egui::Button::new("Export")).clicked() {
+                out.push(Intent::RunConversationExport);
+            }
+            if ui.button("Cancel").clicked() {
+                out.push(Intent::CloseConversationExport);
+            }
+        });
+    });
+    if !open {
+        out.push(Intent::CloseConversationExport);
+    }
 }
 
 fn usage_line(ui: &mut Ui, stats: &ReplyStats) {
@@ -234,7 +320,8 @@ fn transcript(ui: &mut Ui, state: &mut AppState, out: &mut Vec<Intent>) {
     let editing = &mut state.chat.editing;
     // Only messages in view are laid out; the others take their last measured height, so long
     // conversations stay fast while a reply streams in.
-    egui::ScrollArea::vertical().stick_to_bottom(true).auto_shrink([false, false]).show_viewport(ui, |ui, viewport| {
+    // Each conversation keeps its own scroll position.
+    egui::ScrollArea::vertical().id_salt(("transcript", &conversation_id)).stick_to_bottom(true).auto_shrink([false, false]).show_viewport(ui, |ui, viewport| {
         const GUESS: f32 = 60.0;
         let mut y = 0.0;
         for (index, message) in messages.iter().enumerate() {
@@ -275,18 +362,33 @@ fn transcript(ui: &mut Ui, state: &mut AppState, out: &mut Vec<Intent>) {
     }
 }
 
+/// The message box's id salt (its focus is kept by id across frames).
+const COMPOSER_ID: &str = "composer_input";
+
 fn composer(ui: &mut Ui, state: &mut AppState, out: &mut Vec<Intent>) {
     ui.add_space(4.0);
     settings(ui, state, out);
     let ready = state.model_ready() && !state.reading_current();
     let streaming = state.chat.streaming.is_some();
+    // The box grows with its text up to a share of the window, then scrolls: a long paste
+    // never pushes it (or the Send button) out of sight.
+    if let Some(blocked) = state.chat.context.blocked {
+        blocked_send(ui, blocked, out);
+    }
+    let cap = (ui.ctx().content_rect().height() * 0.3).clamp(60.0, 240.0);
+    let focus = std::mem::take(&mut state.chat.focus_composer);
     ui.horizontal(|ui| {
+        let width = ui.available_width() - 90.0;
         let input = egui::TextEdit::multiline(&mut state.chat.draft)
+            .id_salt(COMPOSER_ID)
             .desired_rows(2)
-            .desired_width(ui.available_width() - 90.0)
+            .desired_width(width)
             .hint_text(if ready { "Message (Enter to send, Shift+Enter for a new line)" } else { "Load the model to chat" })
             .return_key(Some(KeyboardShortcut::new(Modifiers::SHIFT, Key::Enter)));
-        let response = ui.add_enabled(ready, input);
+        let response = egui::ScrollArea::vertical().id_salt("composer_scroll").max_height(cap).min_scrolled_height(cap.min(60.0)).show(ui, |ui| ui.add_enabled(ready, input)).inner;
+        if focus {
+            response.request_focus();
+        }
         let enter = response.has_focus() && ui.input(|i| i.key_pressed(Key::Enter) && !i.modifiers.shift);
         if streaming {
             if ui.button("Stop").on_hover_text("Esc").clicked() {
@@ -302,6 +404,7 @@ fn composer(ui: &mut Ui, state: &mut AppState, out: &mut Vec<Intent>) {
 
 fn settings(ui: &mut Ui, state: &mut AppState, out: &mut Vec<Intent>) {
     let defaults = state.selected_session().and_then(|s| s.effective_search());
+    let max_length_default = state.selected_session().and_then(|s| s.max_length());
     let mut policy_drop = state.chat.policy == ContextPolicy::DropOldestTurns;
     let id = state.chat.current.clone();
     let mut changed = false;
@@ -310,7 +413,15 @@ fn settings(ui: &mut Ui, state: &mut AppState, out: &mut Vec<Intent>) {
             ui.weak("Start a conversation to set its system prompt and settings.");
             return;
         };
-        ui.label("System prompt");
+        ui.horizontal(|ui| {
+            ui.label("System prompt");
+            if ui.small_button("Use for new chats").on_hover_text("New chats start with this system prompt").clicked() {
+                out.push(Intent::SetDefaultSystemPrompt(conversation.system_prompt.clone()));
+            }
+            if ui.small_button("Reset to the model's defaults").on_hover_text("Temperature, top-p, top-k, max tokens, penalty, seed, sampling and stop strings as the model sets them").clicked() {
+                out.push(Intent::ResetSettings(conversation.id.clone()));
+            }
+        });
         changed |= ui.add(egui::TextEdit::multiline(&mut conversation.system_prompt).desired_rows(2).desired_width(f32::INFINITY).hint_text("You are a helpful assistant.")).changed();
         let s = &mut conversation.settings;
         egui::Grid::new("generation").num_columns(4).show(ui, |ui| {
@@ -320,6 +431,8 @@ fn settings(ui: &mut Ui, state: &mut AppState, out: &mut Vec<Intent>) {
             ui.end_row();
             changed |= optional_usize(ui, "Top-k", &mut s.top_k, defaults.as_ref().map(|d| d.top_k));
             changed |= optional_usize(ui, "Max tokens", &mut s.max_tokens, None);
+            ui.end_row();
+            changed |= optional_usize(ui, "Max length", &mut s.max_length, max_length_default);
             ui.end_row();
             changed |= optional_f32(ui, "Repetition penalty", &mut s.repetition_penalty, defaults.as_ref().map(|d| d.repetition_penalty), 0.5..=2.0);
             let mut seed = s.seed.unwrap_or(-1);

@@ -11,6 +11,9 @@ pub fn show(ui: &mut egui::Ui, state: &AppState, out: &mut Vec<Intent>) {
             if ui.button("Open folder…").clicked() {
                 out.push(Intent::PickModelFolder);
             }
+            if ui.button("Get a model…").clicked() {
+                out.push(Intent::GetModel(crate::app::GetModelIntent::Show));
+            }
         });
     });
     ui.separator();

@@ -3,11 +3,14 @@
 
 mod chat_view;
 mod dialogs;
+mod get_model;
 pub mod keymap;
 mod library;
 mod model_view;
+mod path_field;
 mod publish;
 mod registry;
+mod serve;
 
 use egui::RichText;
 
@@ -28,6 +31,7 @@ pub fn show(ui: &mut egui::Ui, state: &mut AppState) -> Vec<Intent> {
     drop_target(&ctx, &mut out);
     dialogs::show(&ctx, state, &mut out);
     publish::show(&ctx, state, &mut out);
+    path_field::window(&ctx, state, &mut out);
     notices(&ctx, state, &mut out);
     about_and_help(&ctx, state);
     crash_report(&ctx, state, &mut out);
@@ -99,6 +103,9 @@ fn menu_bar(ui: &mut egui::Ui, state: &AppState, out: &mut Vec<Intent>) {
         ui.menu_button("File", |ui| {
             if ui.add(egui::Button::new("Open folder…").shortcut_text(ctx.format_shortcut(&keymap::OPEN))).clicked() {
                 out.push(Intent::PickModelFolder);
+            }
+            if ui.button("Open path…").on_hover_text("Type or paste a folder's path").clicked() {
+                out.push(Intent::ShowPathEntry);
             }
             let can_save = state.has_unsaved_edits();
             if ui.add_enabled(can_save, egui::Button::new("Save").shortcut_text(ctx.format_shortcut(&keymap::SAVE))).clicked() {
@@ -179,12 +186,15 @@ fn central(ui: &mut egui::Ui, state: &mut AppState, out: &mut Vec<Intent>) {
     if state.registry.visible {
         return registry::show(ui, state, out);
     }
+    if state.get_model.visible {
+        return get_model::show(ui, state, out);
+    }
     if let RuntimeStatus::Missing { message } = &state.runtime {
         runtime_missing(ui, message, state.runtime_pick.is_some(), out);
         return;
     }
     let Some(entry) = state.selected_entry().cloned() else {
-        welcome(ui, out);
+        welcome(ui, state, out);
         return;
     };
     if let Some(crate::app::FolderKind::Foreign(foreign)) = state.selected_kind() {
@@ -212,7 +222,7 @@ fn central(ui: &mut egui::Ui, state: &mut AppState, out: &mut Vec<Intent>) {
     }
 }
 
-fn welcome(ui: &mut egui::Ui, out: &mut Vec<Intent>) {
+fn welcome(ui: &mut egui::Ui, state: &mut AppState, out: &mut Vec<Intent>) {
     ui.vertical_centered(|ui| {
         ui.add_space(ui.available_height() * 0.18);
         ui.heading(RichText::new("Welcome to ModelDesk").size(26.0));
@@ -222,8 +232,26 @@ fn welcome(ui: &mut egui::Ui, out: &mut Vec<Intent>) {
         if ui.button(RichText::new("Open a model folder…").size(16.0)).clicked() {
             out.push(Intent::PickModelFolder);
         }
+        if ui.button(RichText::new("Get a model…").size(16.0)).on_hover_text("Download a Phi model from Hugging Face").clicked() {
+            out.push(Intent::GetModel(crate::app::GetModelIntent::Show));
+        }
         ui.add_space(8.0);
-        ui.weak("…or drag a folder onto this window.");
+        ui.weak("…or drag a folder onto this window, or type its path:");
+        ui.add_space(4.0);
+        ui.scope(|ui| {
+            ui.set_max_width(560.0);
+            path_field::field(ui, &mut state.path_entry, out);
+        });
+        let recent: Vec<_> = state.persisted.library.iter().rev().take(5).map(|e| e.path.clone()).collect();
+        if !recent.is_empty() {
+            ui.add_space(12.0);
+            ui.label(RichText::new("Recent folders").strong());
+            for path in recent {
+                if ui.link(path.display().to_string()).clicked() {
+                    out.push(Intent::Select(path));
+                }
+            }
+        }
         ui.add_space(16.0);
         ui.label("Where to get a model: Microsoft publishes Phi-3 for ONNX Runtime on Hugging Face as");
         ui.monospace("microsoft/Phi-3-mini-4k-instruct-onnx, folder cpu_and_mobile/cpu-int4-rtn-block-32-acc-level-4");

@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod hub_server;
 pub mod mlflow_server;
 pub mod server;
 
