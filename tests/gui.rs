@@ -121,6 +121,13 @@ fn editing_the_signature_and_model_config_then_saving() {
         &std::sync::atomic::AtomicBool::new(false),
     )
     .unwrap();
+    // Created packages have no input schema (their wrapper reads every request shape); give this
+    // one a `prompt` column to edit.
+    let mut model = MlModel::load(&package).unwrap();
+    let mut signature = model.signature().unwrap().unwrap();
+    signature.inputs = Some(Schema::parse(r#"[{"type": "string", "name": "prompt", "required": true}]"#, "inputs").unwrap());
+    model.set_signature(&signature);
+    model.save().unwrap();
     let mut harness = app(home.path());
     idle(&mut harness);
     drop_folder(&mut harness, &package);

@@ -87,7 +87,11 @@ fn edit_changes_only_what_it_is_asked_and_refuses_bad_input() {
     assert_eq!(after.root().get("signature"), before.root().get("signature"));
     assert_eq!(after.root().get("model_uuid"), before.root().get("model_uuid"));
 
-    // An example that does not fit the signature: refused, nothing written.
+    // An example that does not fit the signature: refused, nothing written. (Created packages
+    // have no input schema; give this one a `prompt` column first.)
+    let signature = scratch.path().join("signature.json");
+    std::fs::write(&signature, r#"{"inputs": [{"type": "string", "name": "prompt", "required": true}], "outputs": [{"type": "string", "required": true}]}"#).unwrap();
+    assert!(run(&["--signature", signature.to_str().unwrap()]).status.success());
     let example = scratch.path().join("bad_example.json");
     std::fs::write(&example, r#"{"prompt": 42}"#).unwrap();
     let snapshot = std::fs::read(source.join("MLmodel")).unwrap();
@@ -99,7 +103,6 @@ fn edit_changes_only_what_it_is_asked_and_refuses_bad_input() {
     assert_eq!(std::fs::read(source.join("input_example.json")).unwrap(), example_before);
 
     // A broken signature file: refused with the faulty element named.
-    let signature = scratch.path().join("signature.json");
     std::fs::write(&signature, r#"{"inputs": [{"type": "array", "name": "p", "items": {"type": "str"}}]}"#).unwrap();
     let refused = run(&["--signature", signature.to_str().unwrap()]);
     assert!(!refused.status.success());

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use super::{AppState, DialogKind, GetModelIntent, Tab};
+use super::{AppState, DialogKind, GetModelIntent, RegistryIntent, Tab};
 
 /// The answer to "save the edits before opening another model?".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,6 +95,8 @@ pub enum Intent {
     CloseRequested,
     ConfirmClose(CloseChoice),
     Quit,
+    /// The MLflow Registry view and the Publish dialog.
+    Registry(RegistryIntent),
 }
 
 impl AppState {
@@ -177,6 +179,7 @@ impl AppState {
             Intent::CloseRequested => self.close_requested(),
             Intent::ConfirmClose(choice) => self.confirm_close(choice),
             Intent::Quit => self.ctx.send_viewport_cmd(egui::ViewportCommand::Close),
+            Intent::Registry(intent) => self.apply_registry(intent),
         }
     }
 

@@ -12,6 +12,7 @@ mod intent;
 mod jobs;
 mod library;
 mod path_entry;
+mod registry;
 mod serve;
 
 use std::{
@@ -30,6 +31,7 @@ pub use intent::{CloseChoice, Intent, SwitchChoice};
 pub use jobs::{Dialog, DialogKind, Job};
 pub use library::{LibraryEntry, ModelChoices};
 pub use path_entry::PathEntry;
+pub use registry::{ConnectionStatus, PublishDialog, RegistryIntent, RegistryState};
 pub use serve::{ServeSettings, ServeState};
 
 pub use crate::inspect::{EntryInfo, FolderKind};
@@ -131,6 +133,8 @@ pub struct AppState {
     /// A library entry the user clicked while the model had unsaved edits (asks first).
     pub pending_select: Option<PathBuf>,
     title: String,
+    /// The MLflow Registry view and the Publish dialog (`registry`).
+    pub registry: RegistryState,
 }
 
 impl AppState {
@@ -170,6 +174,7 @@ impl AppState {
             crash_check: None,
             pending_select: None,
             title: String::new(),
+            registry: RegistryState::default(),
         };
         if let Some(dirs) = state.dirs.clone() {
             state.crash_check = Some(state.spawn("crash-report", move || crate::crash::unreported(&dirs)));
@@ -230,6 +235,7 @@ impl AppState {
         self.poll_conversations();
         self.poll_serve();
         self.poll_jobs();
+        self.poll_registry();
         self.poll_get_model();
         // Notices fade after a few seconds; errors stay until dismissed.
         let lifetime = Duration::from_secs(6);
@@ -271,6 +277,7 @@ impl AppState {
             || self.serve.is_busy()
             || self.dialog.as_ref().is_some_and(|d| d.job.is_some())
             || !self.tasks.is_empty()
+            || self.registry.is_busy()
             || self.get_model.is_busy()
     }
 }

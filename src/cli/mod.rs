@@ -10,6 +10,7 @@ mod download;
 mod edit;
 mod export;
 mod generate;
+mod mlflow;
 mod serve;
 mod show;
 mod validate;
@@ -29,6 +30,7 @@ pub use download::DownloadArgs;
 pub use edit::EditArgs;
 pub use export::ExportArgs;
 pub use generate::{GenerateArgs, chat_completion_json};
+pub use mlflow::{MlflowArgs, MlflowCommand};
 pub use serve::ServeArgs;
 pub use show::ShowArgs;
 pub use validate::ValidateArgs;
@@ -67,6 +69,8 @@ pub enum Command {
     Edit(EditArgs),
     /// Export a validated model as a self-contained folder or .zip.
     Export(ExportArgs),
+    /// MLflow tracking server and Model Registry: list, pull and push models.
+    Mlflow(MlflowArgs),
     /// Download a model (or one folder of it) from the Hugging Face Hub into the shared cache.
     Download(DownloadArgs),
     /// Serve the model over HTTP: OpenAI-compatible chat completions and MLflow scoring.
@@ -112,6 +116,7 @@ pub fn run(command: Command) -> Result<()> {
         Command::Create(args) => create::run(args),
         Command::Edit(args) => edit::run(args),
         Command::Export(args) => export::run(args),
+        Command::Mlflow(args) => mlflow::run(args),
         Command::Download(args) => download::run(args),
         Command::Serve(args) => serve::run(args),
     }

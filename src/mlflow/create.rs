@@ -13,7 +13,7 @@ use super::{
     export::{CopyProgress, Copier, ExportError, tree_size},
     files::{InputExample, PythonEnv, write_input_example},
     mlmodel::{MlModel, write_atomically},
-    schema::{ColSpec, ColType, DataType, Property, Schema, Signature},
+    schema::{ColSpec, ColType, DataType, ParamSpec, ParamType, Property, Schema, Signature},
     yaml::{Mapping, Node},
 };
 use crate::{
@@ -98,8 +98,10 @@ fn base(t: DataType) -> ColType {
     ColType::Base(t)
 }
 
-/// The `llm/v1/chat` signature for the parts this wrapper honours (messages with role and
-/// content, and the generation options); tool calling is not offered.
+/// The `llm/v1/chat` outputs and the generation options this wrapper honours; tool calling is
+/// not offered. No input schema: MLflow's enforcement of a `messages` column turns the
+/// `instances` request form and a dict of conversations away before the wrapper sees them; the
+/// wrapper reads every request shape itself (see its docstring).
 pub fn chat_signature() -> Signature {
     use DataType::*;
     let message = |required_content: bool| {
@@ -109,13 +111,6 @@ pub fn chat_signature() -> Signature {
             prop("role", base(String), true),
         ])
     };
-    let inputs = Schema::Columns(vec![
-        col("messages", ColType::Array(Box::new(message(false))), true),
-        col("temperature", base(Double), false),
-        col("max_tokens", base(Long), false),
-        col("top_p", base(Double), false),
-        col("top_k", base(Long), false),
-    ]);
     let outputs = Schema::Columns(vec![
         col("id", base(String), true),
         col("object", base(String), true),
@@ -140,14 +135,26 @@ pub fn chat_signature() -> Signature {
             false,
         ),
     ]);
-    Signature { inputs: Some(inputs), outputs: Some(outputs), params: None }
+    Signature { inputs: None, outputs: Some(outputs), params: Some(generation_params()) }
 }
 
+/// Generation options a request may give as predict params (top-level keys of the request body
+/// over `mlflow models serve`); a null default means the model's own setting.
+fn generation_params() -> Vec<ParamSpec> {
+    use DataType::*;
+    [("max_tokens", Long), ("max_length", Long), ("temperature", Double), ("top_p", Double), ("top_k", Long), ("do_sample", Boolean), ("repetition_penalty", Double)]
+        .into_iter()
+        .map(|(name, ty)| ParamSpec { name: name.into(), ty: ParamType::Base(ty), default: serde_json::Value::Null, shape: None })
+        .collect()
+}
+
+/// No input schema, as for chat: MLflow's enforcement of a `prompt` column turns a bare string
+/// away and folds a dict of lists into one row.
 pub fn prompt_signature() -> Signature {
     Signature {
-        inputs: Some(Schema::Columns(vec![col("prompt", base(DataType::String), true)])),
+        inputs: None,
         outputs: Some(Schema::Columns(vec![ColSpec { name: None, ty: base(DataType::String), required: Some(true) }])),
-        params: None,
+        params: Some(generation_params()),
     }
 }
 

@@ -8,6 +8,8 @@ pub mod keymap;
 mod library;
 mod model_view;
 mod path_field;
+mod publish;
+mod registry;
 mod serve;
 
 use egui::RichText;
@@ -28,6 +30,7 @@ pub fn show(ui: &mut egui::Ui, state: &mut AppState) -> Vec<Intent> {
     egui::CentralPanel::default().show(ui, |ui| central(ui, state, &mut out));
     drop_target(&ctx, &mut out);
     dialogs::show(&ctx, state, &mut out);
+    publish::show(&ctx, state, &mut out);
     path_field::window(&ctx, state, &mut out);
     notices(&ctx, state, &mut out);
     about_and_help(&ctx, state);
@@ -128,6 +131,9 @@ fn menu_bar(ui: &mut egui::Ui, state: &AppState, out: &mut Vec<Intent>) {
                 out.push(Intent::CheckAgain);
             }
         });
+        if ui.selectable_label(state.registry.visible, "Registry").on_hover_text("Models on an MLflow tracking server").clicked() {
+            out.push(Intent::Registry(crate::app::RegistryIntent::Show(!state.registry.visible)));
+        }
         ui.menu_button("Help", |ui| {
             if ui.button("Keyboard shortcuts").clicked() {
                 out.push(Intent::ShowShortcuts);
@@ -177,6 +183,9 @@ fn status_bar(ui: &mut egui::Ui, state: &AppState) {
 }
 
 fn central(ui: &mut egui::Ui, state: &mut AppState, out: &mut Vec<Intent>) {
+    if state.registry.visible {
+        return registry::show(ui, state, out);
+    }
     if state.get_model.visible {
         return get_model::show(ui, state, out);
     }

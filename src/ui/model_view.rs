@@ -39,6 +39,9 @@ pub fn show(ui: &mut Ui, state: &mut AppState, out: &mut Vec<Intent>) {
                 if ui.button("Export package…").clicked() {
                     out.push(Intent::OpenDialog(DialogKind::Export));
                 }
+                if ui.button("Publish to MLflow…").clicked() {
+                    out.push(Intent::Registry(crate::app::RegistryIntent::OpenPublish(editor.dir.clone())));
+                }
             });
         });
         ui.separator();

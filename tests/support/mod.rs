@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod hub_server;
+pub mod mlflow_server;
 pub mod server;
 
 use std::{

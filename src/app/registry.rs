@@ -1,0 +1,604 @@
+//! The Registry view's state: the tracking server settings (remembered in the config directory;
+//! passwords and tokens in the system keyring), the connection, registered models searched as
+//! the user types, a model's versions, a pull with progress that opens the pulled folder, and the
+//! Publish dialog's push with its steps. Every network, keyring and file call runs on a promise
+//! or one of `tracking`'s services; the GUI thread only folds their results into state.
+
+use std::{path::PathBuf, sync::Arc};
+
+use poll_promise::Promise;
+
+use super::AppState;
+use crate::tracking::{
+    TrackingClient,
+    config::{Auth, Connection, TrackingSettings},
+    credentials,
+    pull::{Destination, PullEvent, PullProgress, PullService},
+    push::{PushEvent, PushProgress, PushRequest, PushService, PushStep, Pushed},
+    types::{KeyValue, ModelVersion, Page, RegisteredModel},
+    uri::ModelUri,
+};
+
+/// What the user asked of the Registry view and the Publish dialog.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RegistryIntent {
+    /// Show the Registry view instead of the selected model (or go back).
+    Show(bool),
+    /// Connect with what the server form holds (saving the URI, and a typed password or token
+    /// to the keyring).
+    Connect,
+    /// Forget the stored password or token of this server.
+    ForgetCredentials,
+    /// The search text changed: list again (as the user types).
+    SearchChanged,
+    /// The next page of registered models.
+    MoreModels,
+    SelectModel(String),
+    MoreVersions,
+    /// Pull a model URI (`models:/NAME/VERSION`, …) and open it.
+    Pull(String),
+    CancelPull,
+    /// "Publish to MLflow…" for a model folder.
+    OpenPublish(PathBuf),
+    Publish,
+    CancelPublish,
+    ClosePublish,
+    /// The traces switch or its experiment changed: remember it.
+    SettingsEdited,
+}
+
+/// What the server form holds. Secrets typed here are cleared once they are in the keyring.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ServerForm {
+    pub uri: String,
+    pub username: String,
+    pub password: String,
+    pub token: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ConnectionStatus {
+    NotConnected,
+    Connecting,
+    Connected { base_url: String, version: String },
+    Failed(String),
+}
+
+/// A pull in flight.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PullJob {
+    pub uri: String,
+    pub progress: PullProgress,
+}
+
+/// The Publish dialog: its form, then the push's steps and progress, then its outcome.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PublishDialog {
+    pub folder: PathBuf,
+    pub name: String,
+    pub experiment: String,
+    /// Comma- or space-separated.
+    pub aliases: String,
+    /// `key=value`, comma- or line-separated.
+    pub tags: String,
+    pub description: String,
+    pub running: bool,
+    pub steps: Vec<PushStep>,
+    pub progress: Option<PushProgress>,
+    pub outcome: Option<Result<Pushed, String>>,
+}
+
+/// The client, the server's version, the settings to remember, and warnings (a keyring or
+/// settings file that could not be written).
+type Connected = Result<(TrackingClient, String, TrackingSettings, Vec<String>), String>;
+type Listing<T> = Promise<Result<Page<T>, String>>;
+
+pub struct RegistryState {
+    pub visible: bool,
+    pub settings: TrackingSettings,
+    settings_load: Option<Promise<TrackingSettings>>,
+    settings_loaded: bool,
+    pub form: ServerForm,
+    pub status: ConnectionStatus,
+    connecting: Option<Promise<Connected>>,
+    client: Option<TrackingClient>,
+    pub search: String,
+    pub models: Vec<RegisteredModel>,
+    pub models_next: Option<String>,
+    /// The listing in flight: for which search text, whether it adds a page.
+    models_load: Option<(String, bool, Listing<RegisteredModel>)>,
+    /// The search text the shown models answer.
+    listed: Option<String>,
+    pub selected: Option<String>,
+    pub versions: Vec<ModelVersion>,
+    pub versions_next: Option<String>,
+    versions_load: Option<(String, bool, Listing<ModelVersion>)>,
+    pub list_error: Option<String>,
+    pull: Option<PullService>,
+    pub pulling: Option<PullJob>,
+    push: Option<PushService>,
+    pub publish: Option<PublishDialog>,
+}
+
+impl Default for RegistryState {
+    fn default() -> Self {
+        Self {
+            visible: false,
+            settings: TrackingSettings::default(),
+            settings_load: None,
+            settings_loaded: false,
+            form: ServerForm::default(),
+            status: ConnectionStatus::NotConnected,
+            connecting: None,
+            client: None,
+            search: String::new(),
+            models: Vec::new(),
+            models_next: None,
+            models_load: None,
+            listed: None,
+            selected: None,
+            versions: Vec::new(),
+            versions_next: None,
+            versions_load: None,
+            list_error: None,
+            pull: None,
+            pulling: None,
+            push: None,
+            publish: None,
+        }
+    }
+}
+
+impl RegistryState {
+    pub fn is_busy(&self) -> bool {
+        self.settings_load.is_some()
+            || self.connecting.is_some()
+            || self.models_load.is_some()
+            || self.versions_load.is_some()
+            || self.pulling.is_some()
+            || self.publish.as_ref().is_some_and(|p| p.running)
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.client.is_some()
+    }
+
+    /// Whether models are being listed (the view shows a spinner).
+    pub fn is_listing(&self) -> bool {
+        self.models_load.is_some() || self.versions_load.is_some()
+    }
+
+    /// The selected model, as listed.
+    pub fn selected_model(&self) -> Option<&RegisteredModel> {
+        let name = self.selected.as_deref()?;
+        self.models.iter().find(|m| m.name == name)
+    }
+
+    /// The aliases pointing at `version` of the selected model (versions listed by search carry
+    /// none; the registered model has them).
+    pub fn aliases_of(&self, version: &ModelVersion) -> Vec<String> {
+        let mut aliases = version.aliases.clone();
+        if let Some(model) = self.selected_model().filter(|m| m.name == version.name) {
+            for alias in model.aliases.iter().filter(|a| a.version == version.version) {
+                if !aliases.contains(&alias.alias) {
+                    aliases.push(alias.alias.clone());
+                }
+            }
+        }
+        aliases
+    }
+}
+
+/// `a, b c` → `["a", "b", "c"]`.
+pub fn split_aliases(text: &str) -> Vec<String> {
+    text.split([',', ' ', '\n']).map(str::trim).filter(|a| !a.is_empty()).map(str::to_owned).collect()
+}
+
+/// `k=v, k2=v2` (or one per line) → tags; a part without `=` is an error naming it.
+pub fn parse_tags(text: &str) -> Result<Vec<KeyValue>, String> {
+    text.split([',', '\n'])
+        .map(str::trim)
+        .filter(|part| !part.is_empty())
+        .map(|part| match part.split_once('=') {
+            Some((key, value)) if !key.trim().is_empty() => Ok(KeyValue::new(key.trim(), value.trim())),
+            _ => Err(format!("the tag `{part}` is not key=value")),
+        })
+        .collect()
+}
+
+impl AppState {
+    pub(super) fn apply_registry(&mut self, intent: RegistryIntent) {
+        match intent {
+            RegistryIntent::Show(visible) => self.registry.visible = visible,
+            RegistryIntent::Connect => self.registry_connect(),
+            RegistryIntent::ForgetCredentials => self.forget_credentials(),
+            RegistryIntent::SearchChanged => self.list_models(false),
+            RegistryIntent::MoreModels => self.list_models(true),
+            RegistryIntent::SelectModel(name) => {
+                self.registry.selected = Some(name);
+                self.registry.versions.clear();
+                self.registry.versions_next = None;
+                self.list_versions(false);
+            }
+            RegistryIntent::MoreVersions => self.list_versions(true),
+            RegistryIntent::Pull(uri) => self.start_pull(&uri),
+            RegistryIntent::CancelPull => {
+                if let Some(service) = &self.registry.pull {
+                    service.cancel();
+                }
+            }
+            RegistryIntent::OpenPublish(folder) => self.open_publish(folder),
+            RegistryIntent::Publish => self.start_publish(),
+            RegistryIntent::CancelPublish => {
+                if let Some(service) = &self.registry.push {
+                    service.cancel();
+                }
+            }
+            RegistryIntent::ClosePublish => {
+                if !self.registry.publish.as_ref().is_some_and(|p| p.running) {
+                    self.registry.publish = None;
+                }
+            }
+            RegistryIntent::SettingsEdited => self.save_tracking_settings(),
+        }
+    }
+
+    fn config_dir(&self) -> Option<PathBuf> {
+        self.dirs.as_ref().map(|d| d.config.clone())
+    }
+
+    fn save_tracking_settings(&mut self) {
+        let Some(dir) = self.config_dir() else { return };
+        let settings = self.registry.settings.clone();
+        self.in_background("save-tracking-settings", move || {
+            settings.save(&dir).map(|()| None).map_err(|e| ("Could not save the MLflow settings".into(), e.to_string()))
+        });
+    }
+
+    fn registry_connect(&mut self) {
+        let form = self.registry.form.clone();
+        let mut settings = self.registry.settings.clone();
+        let Some(dir) = self.config_dir() else {
+            self.registry.status = ConnectionStatus::Failed("no settings directory".into());
+            return;
+        };
+        self.registry.status = ConnectionStatus::Connecting;
+        self.registry.form.password.clear();
+        self.registry.form.token.clear();
+        self.registry.connecting = Some(self.spawn("mlflow-connect", move || connect(&form, &mut settings, &dir)));
+    }
+
+    fn forget_credentials(&mut self) {
+        let settings = self.registry.settings.clone();
+        self.registry.settings.username = None;
+        self.registry.settings.token_in_keyring = false;
+        self.save_tracking_settings();
+        let Some(server) = settings.tracking_uri.clone() else { return };
+        self.in_background("forget-credentials", move || {
+            if let Some(user) = &settings.username {
+                credentials::delete_password(&server, user).map_err(|e| ("Could not remove the password".into(), e.to_string()))?;
+            }
+            if settings.token_in_keyring {
+                credentials::delete_password(&server, credentials::TOKEN_ACCOUNT).map_err(|e| ("Could not remove the token".into(), e.to_string()))?;
+            }
+            Ok(Some("Credentials removed from the keyring".into()))
+        });
+    }
+
+    /// Lists registered models for the search text; `more` adds the next page.
+    fn list_models(&mut self, more: bool) {
+        let Some(client) = self.registry.client.clone() else { return };
+        let query = self.registry.search.trim().to_owned();
+        if self.registry.models_load.as_ref().is_some_and(|(q, m, _)| *q == query && *m == more) {
+            return;
+        }
+        let token = if more {
+            match self.registry.models_next.clone() {
+                Some(token) => Some(token),
+                None => return,
+            }
+        } else {
+            None
+        };
+        let search = query.clone();
+        let promise = self.spawn("mlflow-list-models", move || client.search_registered_models(Some(&search), token.as_deref()).map_err(|e| e.to_string()));
+        self.registry.models_load = Some((query, more, promise));
+    }
+
+    fn list_versions(&mut self, more: bool) {
+        let (Some(client), Some(name)) = (self.registry.client.clone(), self.registry.selected.clone()) else { return };
+        let token = if more {
+            match self.registry.versions_next.clone() {
+                Some(token) => Some(token),
+                None => return,
+            }
+        } else {
+            None
+        };
+        let model = name.clone();
+        let promise = self.spawn("mlflow-list-versions", move || client.search_model_versions(&model, token.as_deref()).map_err(|e| e.to_string()));
+        self.registry.versions_load = Some((name, more, promise));
+    }
+
+    fn start_pull(&mut self, text: &str) {
+        let uri = match ModelUri::parse(text) {
+            Ok(uri) => uri,
+            Err(e) => return self.notify_error(format!("Cannot pull {text}"), Some(e.to_string())),
+        };
+        let (Some(service), Some(dirs)) = (&self.registry.pull, &self.dirs) else {
+            return self.notify_error("Connect to an MLflow server first", None);
+        };
+        if self.registry.pulling.is_some() {
+            return self.notify_error("A pull is already running", None);
+        }
+        if service.pull(uri, Destination::Cache(dirs.data.join("mlflow"))) {
+            self.registry.pulling = Some(PullJob { uri: text.to_owned(), progress: PullProgress::default() });
+        }
+    }
+
+    fn open_publish(&mut self, folder: PathBuf) {
+        let name = folder.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        self.registry.publish = Some(PublishDialog {
+            folder,
+            name,
+            experiment: "Default".into(),
+            aliases: String::new(),
+            tags: String::new(),
+            description: String::new(),
+            running: false,
+            steps: Vec::new(),
+            progress: None,
+            outcome: None,
+        });
+    }
+
+    fn start_publish(&mut self) {
+        let Some(service) = &self.registry.push else {
+            return self.notify_error("Connect to an MLflow server first (Registry view)", None);
+        };
+        let Some(dialog) = self.registry.publish.as_mut().filter(|d| !d.running) else { return };
+        let tags = match parse_tags(&dialog.tags) {
+            Ok(tags) => tags,
+            Err(message) => {
+                dialog.outcome = Some(Err(message));
+                return;
+            }
+        };
+        let request = PushRequest {
+            folder: dialog.folder.clone(),
+            name: dialog.name.trim().to_owned(),
+            experiment: Some(dialog.experiment.trim().to_owned()).filter(|e| !e.is_empty()),
+            aliases: split_aliases(&dialog.aliases),
+            tags,
+            description: Some(dialog.description.trim().to_owned()).filter(|d| !d.is_empty()),
+        };
+        if request.name.is_empty() {
+            dialog.outcome = Some(Err("the registered model needs a name".into()));
+            return;
+        }
+        dialog.steps.clear();
+        dialog.progress = None;
+        dialog.outcome = None;
+        dialog.running = service.push(request);
+    }
+
+    /// Folds the registry's promises and service events into state. Called every frame.
+    pub(super) fn poll_registry(&mut self) {
+        if !self.registry.settings_loaded {
+            self.registry.settings_loaded = true;
+            if let Some(dir) = self.config_dir() {
+                self.registry.settings_load = Some(self.spawn("load-tracking-settings", move || TrackingSettings::load(&dir).unwrap_or_default()));
+            }
+        }
+        if let Some(settings) = take_ready(&mut self.registry.settings_load) {
+            self.registry.form.uri = settings.tracking_uri.clone().unwrap_or_default();
+            self.registry.form.username = settings.username.clone().unwrap_or_default();
+            self.registry.settings = settings;
+        }
+        if let Some(result) = take_ready(&mut self.registry.connecting) {
+            self.connected(result);
+        }
+        self.poll_listings();
+        self.poll_pull();
+        self.poll_push();
+    }
+
+    fn connected(&mut self, result: Connected) {
+        match result {
+            Ok((client, version, settings, warnings)) => {
+                for warning in warnings {
+                    self.notify_error("Connected, but the credentials or settings were not saved", Some(warning));
+                }
+                self.registry.status = ConnectionStatus::Connected { base_url: client.base_url().to_owned(), version };
+                self.registry.settings = settings;
+                let waker: crate::service::Waker = Arc::new(self.waker());
+                self.registry.pull = PullService::spawn(client.clone(), Arc::clone(&waker)).ok();
+                self.registry.push = PushService::spawn(client.clone(), waker).ok();
+                self.registry.client = Some(client);
+                self.registry.models.clear();
+                self.registry.selected = None;
+                self.registry.versions.clear();
+                self.registry.listed = None;
+                self.list_models(false);
+            }
+            Err(message) => {
+                self.registry.client = None;
+                self.registry.pull = None;
+                self.registry.push = None;
+                self.registry.status = ConnectionStatus::Failed(message);
+            }
+        }
+    }
+
+    fn poll_listings(&mut self) {
+        if self.registry.models_load.as_ref().is_some_and(|(_, _, p)| p.ready().is_some()) {
+            if let Some((query, more, promise)) = self.registry.models_load.take() {
+                match promise.block_and_take() {
+                    Ok(page) => {
+                        if !more {
+                            self.registry.models.clear();
+                        }
+                        self.registry.models.extend(page.items);
+                        self.registry.models_next = page.next_page_token;
+                        self.registry.listed = Some(query);
+                        self.registry.list_error = None;
+                    }
+                    Err(message) => self.registry.list_error = Some(message),
+                }
+            }
+            // The user typed on while the listing ran: list what the box says now.
+            if self.registry.listed.as_deref() != Some(self.registry.search.trim()) && self.registry.list_error.is_none() {
+                self.list_models(false);
+            }
+        }
+        if self.registry.versions_load.as_ref().is_some_and(|(_, _, p)| p.ready().is_some()) {
+            if let Some((name, more, promise)) = self.registry.versions_load.take() {
+                match promise.block_and_take() {
+                    Ok(page) if self.registry.selected.as_deref() == Some(name.as_str()) => {
+                        if !more {
+                            self.registry.versions.clear();
+                        }
+                        self.registry.versions.extend(page.items);
+                        self.registry.versions_next = page.next_page_token;
+                    }
+                    Ok(_) => {}
+                    Err(message) => self.registry.list_error = Some(message),
+                }
+            }
+        }
+    }
+
+    fn poll_pull(&mut self) {
+        let events: Vec<PullEvent> = match &self.registry.pull {
+            Some(service) => std::iter::from_fn(|| service.try_recv()).collect(),
+            None => return,
+        };
+        for event in events {
+            match event {
+                PullEvent::Resolved { files, bytes, .. } => {
+                    if let Some(job) = &mut self.registry.pulling {
+                        job.progress = PullProgress { files_total: files, bytes_total: bytes, ..Default::default() };
+                    }
+                }
+                PullEvent::Progress(progress) => {
+                    if let Some(job) = &mut self.registry.pulling {
+                        job.progress = progress;
+                    }
+                }
+                PullEvent::Finished { folder, cached, .. } => {
+                    let uri = self.registry.pulling.take().map(|j| j.uri).unwrap_or_default();
+                    self.notify(if cached { format!("{uri} was already pulled") } else { format!("Pulled {uri}") });
+                    self.registry.visible = false;
+                    self.open_path(&folder);
+                }
+                PullEvent::Failed { message } => {
+                    let uri = self.registry.pulling.take().map(|j| j.uri).unwrap_or_default();
+                    self.notify_error(format!("Could not pull {uri}"), Some(message));
+                }
+                PullEvent::Cancelled => {
+                    self.registry.pulling = None;
+                    self.notify("Pull cancelled; pulling again resumes it");
+                }
+            }
+        }
+    }
+
+    fn poll_push(&mut self) {
+        let events: Vec<PushEvent> = match &self.registry.push {
+            Some(service) => std::iter::from_fn(|| service.try_recv()).collect(),
+            None => return,
+        };
+        let Some(dialog) = self.registry.publish.as_mut() else { return };
+        let mut finished = None;
+        for event in events {
+            match event {
+                PushEvent::Step(step) => dialog.steps.push(step),
+                PushEvent::Progress(progress) => dialog.progress = Some(progress),
+                PushEvent::Finished(pushed) => {
+                    dialog.running = false;
+                    finished = Some(format!("Published {} as version {}", pushed.name, pushed.version));
+                    dialog.outcome = Some(Ok(*pushed));
+                }
+                PushEvent::Failed { message, .. } => {
+                    dialog.running = false;
+                    dialog.outcome = Some(Err(message));
+                }
+                PushEvent::Cancelled { step } => {
+                    dialog.running = false;
+                    dialog.outcome = Some(Err(format!("cancelled while {}", step.label())));
+                }
+            }
+        }
+        if let Some(text) = finished {
+            self.notify(text);
+            // The new version shows in the Registry view.
+            self.list_models(false);
+        }
+    }
+}
+
+/// Takes a promise's value once it is ready.
+fn take_ready<T: Send + 'static>(slot: &mut Option<Promise<T>>) -> Option<T> {
+    slot.take_if(|p| p.ready().is_some()).map(Promise::block_and_take)
+}
+
+/// Connects with the form (off the GUI thread): typed credentials go to the keyring first, else
+/// the keyring's are used, else the environment's (`MLFLOW_TRACKING_*`); the server must answer
+/// `/version` and a registry search (so wrong credentials show here, not later). Returns the
+/// settings to remember.
+fn connect(form: &ServerForm, settings: &mut TrackingSettings, config_dir: &std::path::Path) -> Connected {
+    let uri = form.uri.trim();
+    let probe = Connection::new(uri, Auth::Anonymous).map_err(|e| e.to_string())?;
+    let server = probe.base_url.clone();
+    let same_server = settings.tracking_uri.as_deref() == Some(server.as_str());
+    let username = form.username.trim();
+    let mut warnings = Vec::new();
+    let auth = if !username.is_empty() && !form.password.is_empty() {
+        if let Err(e) = credentials::save_password(&server, username, &form.password) {
+            warnings.push(e.to_string());
+        }
+        settings.username = Some(username.to_owned());
+        settings.token_in_keyring = false;
+        Auth::Basic { username: username.to_owned(), password: form.password.clone() }
+    } else if !form.token.trim().is_empty() {
+        if let Err(e) = credentials::save_password(&server, credentials::TOKEN_ACCOUNT, form.token.trim()) {
+            warnings.push(e.to_string());
+        }
+        settings.username = None;
+        settings.token_in_keyring = true;
+        Auth::Bearer(form.token.trim().to_owned())
+    } else {
+        if !same_server || username.is_empty() {
+            settings.username = Some(username.to_owned()).filter(|u| !u.is_empty());
+        }
+        let mut lookup = settings.clone();
+        lookup.tracking_uri = Some(server.clone());
+        match credentials::stored_auth(&lookup) {
+            Some(auth) => auth,
+            None => crate::tracking::config::auth_from_env().map_err(|e| e.to_string())?.unwrap_or_default(),
+        }
+    };
+    settings.tracking_uri = Some(server);
+    let connection = Connection { auth, insecure_tls: settings.insecure_tls, ..probe };
+    let client = TrackingClient::new(connection).map_err(|e| e.to_string())?;
+    let quick = client.with_retry(crate::transfer::RetryPolicy { max_attempts: 2, ..Default::default() });
+    let version = quick.server_version().map_err(|e| e.to_string())?;
+    quick.search_registered_models(None, None).map_err(|e| e.to_string())?;
+    if let Err(e) = settings.save(config_dir) {
+        warnings.push(e.to_string());
+    }
+    Ok((client, version, settings.clone(), warnings))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aliases_and_tags_are_read_from_the_form() {
+        assert_eq!(split_aliases(" champion, staging  beta\n"), ["champion", "staging", "beta"]);
+        assert_eq!(parse_tags("team=desk, stage = qa\nempty=").unwrap(), [KeyValue::new("team", "desk"), KeyValue::new("stage", "qa"), KeyValue::new("empty", "")]);
+        assert!(parse_tags("team").unwrap_err().contains("`team`"));
+        assert!(parse_tags("=x").is_err());
+    }
+}
