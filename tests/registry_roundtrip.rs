@@ -346,8 +346,7 @@ fn turn() -> modeldesk::tracking::traces::ChatTurn {
         reply: "Hi there".into(),
         finish_reason: "stop".into(),
         options: serde_json::from_value(json!({"max_tokens": 16, "temperature": 0.0})).unwrap(),
-        prompt_tokens: 12,
-        completion_tokens: 5,
+        tokens: Some(modeldesk::tracking::traces::TokenCounts { prompt: 12, completion: 5 }),
         started,
         ended: started + Duration::from_millis(800),
     }

@@ -1,6 +1,6 @@
 //! "Run with MLflow": ModelDesk starts `mlflow models serve` for a pyfunc `ChatModel` package
-//! written by this test (no torch), chats with it through `/invocations` with the `llm/v1/chat`
-//! body, reads its usage, and stops it when the handle is dropped. A folder without MLmodel and
+//! written by this test (no torch), reporting the wait, chats with it through `/invocations`
+//! with the `llm/v1/chat` body, reads its usage, and stops it when the handle is dropped. A folder without MLmodel and
 //! a package that cannot load are refused with the server's own words.
 
 mod support;
@@ -15,37 +15,6 @@ use modeldesk::{
     transfer::{HttpOptions, client},
 };
 
-const ECHO_MODEL: &str = r#"
-import mlflow
-from mlflow.pyfunc import ChatModel
-from mlflow.types.llm import ChatChoice, ChatCompletionResponse, ChatMessage, TokenUsageStats
-
-
-class Echo(ChatModel):
-    def predict(self, context, messages, params):
-        text = "echo: " + messages[-1].content + f" ({params.max_tokens})"
-        return ChatCompletionResponse(
-            choices=[ChatChoice(index=0, message=ChatMessage(role="assistant", content=text), finish_reason="stop")],
-            usage=TokenUsageStats(prompt_tokens=len(messages), completion_tokens=2, total_tokens=len(messages) + 2),
-            model="echo",
-        )
-
-
-mlflow.models.set_model(Echo())
-"#;
-
-/// Saves the echo ChatModel as an MLflow package with MLflow itself.
-fn echo_package(dir: &std::path::Path) -> std::path::PathBuf {
-    let code = dir.join("echo_chat.py");
-    std::fs::write(&code, ECHO_MODEL).unwrap();
-    let package = dir.join("echo");
-    support::python("import sys, mlflow\nmlflow.pyfunc.save_model(sys.argv[2], python_model=sys.argv[1])", &[
-        code.to_str().unwrap(),
-        package.to_str().unwrap(),
-    ]);
-    package
-}
-
 fn options(model: &std::path::Path) -> ServeOptions {
     ServeOptions { python: Some(support::reference_python()), start_timeout: Duration::from_secs(300), ..ServeOptions::new(model) }
 }
@@ -53,9 +22,14 @@ fn options(model: &std::path::Path) -> ServeOptions {
 #[test]
 fn run_with_mlflow_chats_with_a_chat_model_and_stops_on_drop() {
     let scratch = tempfile::tempdir().unwrap();
-    let package = echo_package(scratch.path());
+    let package = support::mlflow_server::echo_chat_package(scratch.path());
     let cancel = AtomicBool::new(false);
-    let server = ModelServer::start(&options(&package), &cancel).unwrap_or_else(|e| panic!("{e}"));
+    let mut reports = Vec::new();
+    let server = ModelServer::start_with_progress(&options(&package), &cancel, &mut |p| reports.push(p)).unwrap_or_else(|e| panic!("{e}"));
+    // The wait is reported (the first report at once), for the server's own port.
+    assert!(!reports.is_empty(), "no progress was reported");
+    assert!(reports.iter().all(|p| p.port == server.port), "{reports:?}");
+    assert!(reports.windows(2).all(|w| w[0].waited <= w[1].waited), "{reports:?}");
     let http = client(&HttpOptions { connect_timeout: Duration::from_secs(5), read_timeout: Duration::from_secs(120), insecure_tls: false }).unwrap();
     let endpoint = Endpoint::MlflowInvocations { url: server.invocations_url(), token: None };
     let request = ChatRequest {
@@ -83,7 +57,7 @@ fn folders_that_cannot_be_served_are_refused_with_the_reason() {
         Ok(_) => panic!("an empty folder was served"),
     }
     // A package whose code file is broken: MLflow's own error reaches the caller.
-    let package = echo_package(scratch.path());
+    let package = support::mlflow_server::echo_chat_package(scratch.path());
     std::fs::write(package.join("echo_chat.py"), "import mlflow\nraise RuntimeError('broken on purpose')\n").unwrap();
     match ModelServer::start(&options(&package), &cancel) {
         Err(ServeError::Exited { stderr, .. }) => assert!(stderr.contains("broken on purpose"), "{stderr}"),

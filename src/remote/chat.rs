@@ -29,6 +29,8 @@ pub struct ChatRequest {
     pub max_tokens: Option<u32>,
     pub temperature: Option<f32>,
     pub top_p: Option<f32>,
+    /// Text that ends the reply.
+    pub stop: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +67,9 @@ fn body(request: &ChatRequest) -> Value {
     if let Some(v) = request.top_p {
         body["top_p"] = json!(v);
     }
+    if !request.stop.is_empty() {
+        body["stop"] = json!(request.stop);
+    }
     body
 }
 
@@ -96,18 +101,37 @@ pub fn parse_reply(value: &Value) -> Result<ChatReply, String> {
     Ok(ChatReply { text, finish_reason, usage })
 }
 
+/// The model an OpenAI-compatible server serves first (`GET …/models`), for a request that
+/// names none; servers that serve one model (ours, llama.cpp, LM Studio with one loaded)
+/// refuse any other name.
+fn first_served_model(client: &Client, base: &str, api_key: Option<&str>, cancel: &AtomicBool) -> Option<String> {
+    let once = RetryPolicy { max_attempts: 1, base_delay: std::time::Duration::ZERO, max_delay: std::time::Duration::ZERO };
+    let url = format!("{base}/models");
+    let response = transfer::send(&once, cancel, &|| {
+        let builder = client.get(&url);
+        match api_key {
+            Some(key) => builder.header(AUTHORIZATION, format!("Bearer {key}")),
+            None => builder,
+        }
+    })
+    .ok()?;
+    let listing: Value = response.json().ok()?;
+    listing.pointer("/data/0/id")?.as_str().map(str::to_owned)
+}
+
 /// Sends one request and waits for the whole reply (MLflow's scoring server does not stream).
 pub fn chat(client: &Client, endpoint: &Endpoint, request: &ChatRequest, cancel: &AtomicBool) -> Result<ChatReply, ChatError> {
     let (url, token, mut body) = match endpoint {
         Endpoint::MlflowInvocations { url, token } => (url.clone(), token.clone(), body(request)),
         Endpoint::OpenAi { url, api_key, model } => {
-            let url = if url.trim_end_matches('/').ends_with("/chat/completions") {
-                url.clone()
-            } else {
-                format!("{}/chat/completions", url.trim_end_matches('/'))
+            let trimmed = url.trim_end_matches('/');
+            let (base, url) = match trimmed.strip_suffix("/chat/completions") {
+                Some(base) => (base.to_owned(), trimmed.to_owned()),
+                None => (trimmed.to_owned(), format!("{trimmed}/chat/completions")),
             };
             let mut body = body(request);
-            body["model"] = json!(model.clone().unwrap_or_else(|| "default".into()));
+            let model = model.clone().or_else(|| first_served_model(client, &base, api_key.as_deref(), cancel)).unwrap_or_else(|| "default".into());
+            body["model"] = json!(model);
             (url, api_key.clone(), body)
         }
     };

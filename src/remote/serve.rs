@@ -21,7 +21,7 @@ const STDERR_LINES: usize = 40;
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
     pub model: PathBuf,
-    /// The Python with `mlflow` installed; else `python3` (`python` on Windows) from PATH.
+    /// The Python with `mlflow` installed; else one is found (see [`find_python`]).
     pub python: Option<PathBuf>,
     /// A fixed port; else a free one.
     pub port: Option<u16>,
@@ -59,7 +59,29 @@ pub struct ModelServer {
     stderr: Arc<Mutex<VecDeque<String>>>,
 }
 
-fn default_python() -> PathBuf {
+/// What a start reports while it waits for `/ping` (about once a second).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartProgress {
+    pub port: u16,
+    pub waited: Duration,
+    /// The server's latest line on stderr (what it is doing: loading, installing, …).
+    pub last_line: Option<String>,
+}
+
+/// The Python to run `mlflow` with when none is chosen: the active virtual environment's or
+/// conda environment's interpreter (as a terminal in that environment would run it), else
+/// `python3` (`python` on Windows) from PATH.
+pub fn find_python() -> PathBuf {
+    let (bin, exe) = if cfg!(windows) { ("Scripts", "python.exe") } else { ("bin", "python") };
+    for variable in ["VIRTUAL_ENV", "CONDA_PREFIX"] {
+        let Some(root) = std::env::var_os(variable).filter(|v| !v.is_empty()) else { continue };
+        // Conda puts the interpreter at the prefix's root on Windows.
+        for candidate in [PathBuf::from(&root).join(bin).join(exe), PathBuf::from(&root).join(exe)] {
+            if candidate.is_file() {
+                return candidate;
+            }
+        }
+    }
     PathBuf::from(if cfg!(windows) { "python" } else { "python3" })
 }
 
@@ -71,10 +93,15 @@ fn free_port() -> Result<u16, ServeError> {
 impl ModelServer {
     /// Starts the server and waits until it answers `/ping` (or fails, or `cancel` is set).
     pub fn start(options: &ServeOptions, cancel: &AtomicBool) -> Result<ModelServer, ServeError> {
+        Self::start_with_progress(options, cancel, &mut |_| {})
+    }
+
+    /// [`ModelServer::start`], reporting the wait about once a second.
+    pub fn start_with_progress(options: &ServeOptions, cancel: &AtomicBool, progress: &mut dyn FnMut(StartProgress)) -> Result<ModelServer, ServeError> {
         if !options.model.join("MLmodel").is_file() {
             return Err(ServeError::NotAModel { model: options.model.clone() });
         }
-        let python = options.python.clone().unwrap_or_else(default_python);
+        let python = options.python.clone().unwrap_or_else(find_python);
         let port = match options.port {
             Some(port) => port,
             None => free_port()?,
@@ -104,6 +131,8 @@ impl ModelServer {
             let lines = Arc::clone(&stderr);
             let _ = std::thread::Builder::new().name("modeldesk-serve-stderr".into()).spawn(move || {
                 for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    // A progress bar redraws itself with `\r`: keep what it shows last.
+                    let line = line.rsplit('\r').find(|part| !part.trim().is_empty()).unwrap_or_default().to_owned();
                     if let Ok(mut lines) = lines.lock() {
                         if lines.len() == STDERR_LINES {
                             lines.pop_front();
@@ -114,17 +143,24 @@ impl ModelServer {
             });
         }
         let mut server = ModelServer { child: Some(child), port, url: format!("http://127.0.0.1:{port}"), stderr };
-        server.wait_ready(options.start_timeout, cancel)?;
+        server.wait_ready(options.start_timeout, cancel, progress)?;
         Ok(server)
     }
 
-    fn wait_ready(&mut self, timeout: Duration, cancel: &AtomicBool) -> Result<(), ServeError> {
+    fn wait_ready(&mut self, timeout: Duration, cancel: &AtomicBool, progress: &mut dyn FnMut(StartProgress)) -> Result<(), ServeError> {
         let http = transfer::client(&HttpOptions { connect_timeout: Duration::from_secs(2), read_timeout: Duration::from_secs(5), insecure_tls: false })
             .map_err(|e| ServeError::Spawn { python: "the HTTP client".into(), reason: e.to_string() })?;
         let once = RetryPolicy { max_attempts: 1, base_delay: Duration::ZERO, max_delay: Duration::ZERO };
         let ping = format!("{}/ping", self.url);
-        let deadline = Instant::now() + timeout;
+        let started = Instant::now();
+        let deadline = started + timeout;
+        let mut reported = Duration::ZERO;
         loop {
+            if started.elapsed() >= reported + Duration::from_secs(1) || reported.is_zero() {
+                reported = started.elapsed().max(Duration::from_millis(1));
+                let last_line = self.stderr.lock().ok().and_then(|lines| lines.iter().rev().find(|l| !l.trim().is_empty()).cloned());
+                progress(StartProgress { port: self.port, waited: started.elapsed(), last_line });
+            }
             if cancel.load(std::sync::atomic::Ordering::SeqCst) {
                 self.stop();
                 return Err(ServeError::Cancelled);

@@ -29,10 +29,16 @@ pub struct ChatTurn {
     pub finish_reason: String,
     /// The search options used (`max_tokens`, `temperature`, …) as the request carried them.
     pub options: serde_json::Map<String, Value>,
-    pub prompt_tokens: usize,
-    pub completion_tokens: usize,
+    /// Token counts, when the model reported them (a remote endpoint may not).
+    pub tokens: Option<TokenCounts>,
     pub started: SystemTime,
     pub ended: SystemTime,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenCounts {
+    pub prompt: usize,
+    pub completion: usize,
 }
 
 fn nanos(time: SystemTime) -> String {
@@ -48,23 +54,27 @@ pub fn otlp_body(turn: &ChatTurn, trace_id: &str, span_id: &str) -> Value {
     let messages: Vec<Value> = turn.messages.iter().map(|(role, content)| json!({"role": role, "content": content})).collect();
     let mut inputs = turn.options.clone();
     inputs.insert("messages".into(), Value::Array(messages));
-    let total = turn.prompt_tokens + turn.completion_tokens;
-    let outputs = json!({
+    let mut outputs = json!({
         "object": "chat.completion", "model": turn.model,
         "choices": [{"index": 0, "message": {"role": "assistant", "content": turn.reply}, "finish_reason": turn.finish_reason}],
-        "usage": {"prompt_tokens": turn.prompt_tokens, "completion_tokens": turn.completion_tokens, "total_tokens": total},
     });
-    let usage = json!({"input_tokens": turn.prompt_tokens, "output_tokens": turn.completion_tokens, "total_tokens": total});
+    let mut attributes = vec![
+        string_attribute("mlflow.spanType", "CHAT_MODEL".into()),
+        string_attribute("mlflow.spanInputs", Value::Object(inputs).to_string()),
+    ];
+    // Unknown counts are left out rather than reported as zero.
+    if let Some(tokens) = turn.tokens {
+        let total = tokens.prompt + tokens.completion;
+        outputs["usage"] = json!({"prompt_tokens": tokens.prompt, "completion_tokens": tokens.completion, "total_tokens": total});
+        let usage = json!({"input_tokens": tokens.prompt, "output_tokens": tokens.completion, "total_tokens": total});
+        attributes.push(string_attribute("mlflow.chat.tokenUsage", usage.to_string()));
+    }
+    attributes.push(string_attribute("mlflow.spanOutputs", outputs.to_string()));
     json!({"resourceSpans": [{"scopeSpans": [{"spans": [{
         "traceId": trace_id, "spanId": span_id, "name": turn.model,
         "startTimeUnixNano": nanos(turn.started), "endTimeUnixNano": nanos(turn.ended),
         "status": {"code": 1},
-        "attributes": [
-            string_attribute("mlflow.spanType", "CHAT_MODEL".into()),
-            string_attribute("mlflow.spanInputs", Value::Object(inputs).to_string()),
-            string_attribute("mlflow.spanOutputs", outputs.to_string()),
-            string_attribute("mlflow.chat.tokenUsage", usage.to_string()),
-        ],
+        "attributes": attributes,
     }]}]}]})
 }
 
@@ -86,8 +96,8 @@ pub enum TraceEvent {
     Dropped { message: String },
 }
 
-/// Records chat turns in the background. Dropping it stops the thread (turns still queued are
-/// not sent).
+/// Records chat turns in the background. Dropping it waits for the turn being sent, if any;
+/// turns still queued are not sent.
 pub struct TraceSender {
     service: Service<ChatTurn, TraceEvent>,
 }
@@ -102,6 +112,10 @@ impl TraceSender {
         let service = Service::spawn("modeldesk-traces", waker, move |turns: Receiver<ChatTurn>, outbox: Outbox<TraceEvent>| {
             let mut experiment_id: Option<String> = None;
             for turn in turns {
+                // Dropped: turns still queued are not worth keeping the owner waiting.
+                if outbox.cancelled() {
+                    break;
+                }
                 let result = match &experiment_id {
                     Some(id) => send_turn(&client, id, &turn),
                     None => client.get_or_create_experiment(&experiment).and_then(|id| {
@@ -146,11 +160,13 @@ mod tests {
             reply: "Hi there".into(),
             finish_reason: "stop".into(),
             options: serde_json::from_value(json!({"max_tokens": 16})).unwrap(),
-            prompt_tokens: 12,
-            completion_tokens: 5,
+            tokens: Some(TokenCounts { prompt: 12, completion: 5 }),
             started: start,
             ended: start + Duration::from_millis(800),
         };
+        let without_usage = otlp_body(&ChatTurn { tokens: None, ..turn.clone() }, &"a".repeat(32), &"b".repeat(16));
+        let attributes = without_usage["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["attributes"].to_string();
+        assert!(!attributes.contains("tokenUsage") && !attributes.contains("prompt_tokens"), "{attributes}");
         let body = otlp_body(&turn, &"a".repeat(32), &"b".repeat(16));
         let span = &body["resourceSpans"][0]["scopeSpans"][0]["spans"][0];
         assert_eq!(span["startTimeUnixNano"], "1700000000000000000");

@@ -116,6 +116,39 @@ impl MlflowServer {
     }
 }
 
+/// A pyfunc `ChatModel` (no torch) that answers `echo: <last message> (<max_tokens>)` with
+/// usage: prompt tokens = the number of messages, 2 completion tokens.
+const ECHO_CHAT_MODEL: &str = r#"
+import mlflow
+from mlflow.pyfunc import ChatModel
+from mlflow.types.llm import ChatChoice, ChatCompletionResponse, ChatMessage, TokenUsageStats
+
+
+class Echo(ChatModel):
+    def predict(self, context, messages, params):
+        text = "echo: " + messages[-1].content + f" ({params.max_tokens})"
+        return ChatCompletionResponse(
+            choices=[ChatChoice(index=0, message=ChatMessage(role="assistant", content=text), finish_reason="stop")],
+            usage=TokenUsageStats(prompt_tokens=len(messages), completion_tokens=2, total_tokens=len(messages) + 2),
+            model="echo",
+        )
+
+
+mlflow.models.set_model(Echo())
+"#;
+
+/// Saves the echo `ChatModel` as an MLflow package with MLflow itself, as `<dir>/echo`.
+pub fn echo_chat_package(dir: &Path) -> PathBuf {
+    let code = dir.join("echo_chat.py");
+    std::fs::write(&code, ECHO_CHAT_MODEL).expect("write echo_chat.py");
+    let package = dir.join("echo");
+    super::python("import sys, mlflow\nmlflow.pyfunc.save_model(sys.argv[2], python_model=sys.argv[1])", &[
+        code.to_str().expect("a UTF-8 path"),
+        package.to_str().expect("a UTF-8 path"),
+    ]);
+    package
+}
+
 /// `mlflow models serve -m MODEL --env-manager local` on a free port, stopped like the server.
 pub struct ScoringServer {
     pub port: u16,
