@@ -148,3 +148,124 @@ fn the_registry_view_connects_searches_pulls_and_publishes() {
     idle(&mut harness);
     assert!(harness.state().state.registry.publish.is_none());
 }
+
+/// Pushes `folder` as `name` into `experiment`; returns what was registered.
+fn push_into(client: &TrackingClient, folder: &Path, name: &str, experiment: &str) -> modeldesk::tracking::push::Pushed {
+    let request = PushRequest {
+        folder: folder.to_path_buf(),
+        name: name.to_owned(),
+        experiment: Some(experiment.to_owned()),
+        aliases: vec!["champion".into()],
+        tags: Vec::new(),
+        description: None,
+    };
+    push(client, &request, &mut |_| {}).unwrap_or_else(|e| panic!("push {name}: {e}"))
+}
+
+/// Files and bytes of a folder, relative paths sorted (MLflow's `registered_model_meta` left out:
+/// a pull adds it).
+fn tree(folder: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<(String, Vec<u8>)> = walkdir::WalkDir::new(folder)
+        .into_iter()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_type().is_file() && e.file_name() != "registered_model_meta")
+        .map(|e| (e.path().strip_prefix(folder).unwrap().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap()))
+        .collect();
+    files.sort();
+    files
+}
+
+fn pulled_folder(harness: &Harness<'_, ModelDeskApp>) -> PathBuf {
+    harness.state().state.persisted.selected.clone().expect("the pulled model is selected")
+}
+
+/// Types a model URI in the Registry view and pulls it; returns the folder it opened.
+fn pull_typed(harness: &mut Harness<'_, ModelDeskApp>, uri: &str) -> PathBuf {
+    harness.get_by_role_and_label(Role::Button, "Registry").click();
+    harness.run_steps(3);
+    harness.state_mut().state.registry.browse.uri.clear();
+    type_into(harness, "Model URI", uri);
+    harness.get_by_role_and_label(Role::Button, "Pull URI").click();
+    idle(harness);
+    assert!(!harness.state().state.registry.visible, "{uri} was pulled and opened");
+    pulled_folder(harness)
+}
+
+#[test]
+fn experiments_runs_and_logged_models_are_browsed_page_by_page_and_any_typed_uri_pulls() {
+    let server = MlflowServer::shared();
+    let fixture = support::shared().join("fixtures/mlflow-examples/v3-pyfunc-chatmodel");
+    let client = TrackingClient::new(Connection::new(&server.url, Auth::Anonymous).unwrap()).unwrap();
+    let tag = &uuid::Uuid::new_v4().simple().to_string()[..8];
+    let experiment = format!("browse-{tag}");
+    // Three logged models and runs, and a fourth run whose files are run artifacts (an MLflow
+    // 2.x-style push through the proxy, into the same experiment).
+    let logged: Vec<_> = (0..3).map(|i| push_into(&client, &fixture, &format!("browse-{tag}-{i}"), &experiment)).collect();
+    let proxy = support::mlflow_server::Mlflow2Proxy::start(server);
+    let old_style_client = TrackingClient::new(Connection::new(&proxy.url, Auth::Anonymous).unwrap()).unwrap();
+    let old_style = push_into(&old_style_client, &fixture, &format!("browse-{tag}-runs"), &experiment);
+    proxy.stop();
+    assert_eq!(old_style.model_id, None, "the proxy pushed run artifacts");
+
+    let scratch = tempfile::tempdir().unwrap();
+    let home = scratch.path().join("home");
+    let mut harness = app(&home);
+    idle(&mut harness);
+    // Two rows per page, so every list has a second page to ask for.
+    harness.state_mut().state.registry.page_size = Some(2);
+    harness.get_by_role_and_label(Role::Button, "Registry").click();
+    harness.run_steps(3);
+    type_into(&mut harness, "Tracking URI", &server.url);
+    harness.get_by_role_and_label(Role::Button, "Connect").click();
+    idle(&mut harness);
+    harness.get_by_label("Experiments").click();
+    idle(&mut harness);
+    type_into(&mut harness, "Experiment", tag);
+    idle(&mut harness);
+    let experiment_id = client.experiment_by_name(&experiment).unwrap().expect("the experiment exists").experiment_id;
+    harness.get_by_label(&format!("{experiment} · id {experiment_id}")).click();
+    idle(&mut harness);
+
+    // Runs: two, then all four after "More runs".
+    assert!(harness.query_by_label(&format!("Runs of {experiment} (2+)")).is_some(), "the first page of runs");
+    harness.get_by_role_and_label(Role::Button, "More runs").click();
+    idle(&mut harness);
+    assert!(harness.query_by_label(&format!("Runs of {experiment} (4)")).is_some(), "every run after the second page");
+    assert!(harness.query_by_role_and_label(Role::Button, "More runs").is_none(), "no third page");
+    // Logged models: two, then three.
+    assert!(harness.query_by_label("Logged models (2+)").is_some(), "the first page of logged models");
+    harness.get_by_role_and_label(Role::Button, "More logged models").click();
+    idle(&mut harness);
+    assert!(harness.query_by_label("Logged models (3)").is_some(), "every logged model");
+    for pushed in &logged {
+        assert!(harness.query_by_label_contains(pushed.model_id.as_deref().unwrap()).is_some(), "{pushed:?} is listed");
+    }
+
+    // A run's folders, pulled as runs:/<run>/<folder>.
+    harness.get_by_label_contains(&format!("modeldesk-push-browse-{tag}-runs ·")).click();
+    idle(&mut harness);
+    harness.get_by_role_and_label(Role::Button, "Pull model/").click();
+    idle(&mut harness);
+    let from_run = pulled_folder(&harness);
+    assert!(from_run.starts_with(AppDirs::under(&home).data.join("mlflow")), "{}", from_run.display());
+    assert!(from_run.to_string_lossy().contains(&old_style.run_id), "keyed by the run: {}", from_run.display());
+    assert_eq!(tree(&from_run), tree(&fixture), "the run's folder arrived byte for byte");
+
+    // Typed URIs: a logged model's id and an alias.
+    let model_id = logged[1].model_id.clone().unwrap();
+    let by_id = pull_typed(&mut harness, &format!("models:/{model_id}"));
+    assert!(by_id.to_string_lossy().contains(&model_id), "{}", by_id.display());
+    assert_eq!(tree(&by_id), tree(&fixture));
+    let by_alias = pull_typed(&mut harness, &format!("models:/browse-{tag}-2@champion"));
+    assert_eq!(tree(&by_alias), tree(&fixture));
+    let meta = std::fs::read_to_string(by_alias.join("registered_model_meta")).unwrap();
+    assert!(meta.contains(&format!("model_name: browse-{tag}-2")), "{meta}");
+    // A URI that is none is explained.
+    harness.get_by_role_and_label(Role::Button, "Registry").click();
+    harness.run_steps(3);
+    harness.state_mut().state.registry.browse.uri.clear();
+    type_into(&mut harness, "Model URI", "models:/only-a-name");
+    harness.get_by_role_and_label(Role::Button, "Pull URI").click();
+    idle(&mut harness);
+    assert!(harness.query_by_label_contains("Cannot pull models:/only-a-name").is_some(), "a bad URI is explained");
+}

@@ -2,13 +2,19 @@
 //! conversations, sending, streaming replies, stopping, regenerating and editing.
 //!
 //! The window's chat submits its replies to the same [`EngineQueue`] the local server uses, so
-//! both share one loaded model, one KV cache and one queue.
+//! both share one loaded model, one KV cache and one queue. A folder with a remote backend
+//! attached (`remote_chat`: "Run with MLflow" or an endpoint URL) sends its replies there
+//! instead; [`ReplySource`] is where a reply in flight comes from.
 
 use std::{
     collections::HashMap,
     path::{Path, PathBuf},
-    sync::mpsc::Receiver,
-    time::{Duration, Instant},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+        mpsc::Receiver,
+    },
+    time::{Duration, Instant, SystemTime},
 };
 
 use poll_promise::Promise;
@@ -18,8 +24,10 @@ use crate::{
     chat::{Conversation, Listing, Message, ReplyStats, Role, Summary, WriteCommand, WriteEvent},
     engine::{ContextPolicy, DecoderSettings, GenerateOptions, Prompt},
     engine_queue::{EngineQueue, QueueConfig, QueueCounts, QueueEvent, Request, RequestEvent, Ticket, channel_sink},
+    remote::chat::ChatReply,
     service::Service,
     session::{self, ModelSession, SessionError, SessionStatus},
+    tracking::traces::{ChatTurn, TokenCounts},
 };
 
 /// How long a conversation must stay unchanged before it is written (typing in the system
@@ -74,10 +82,27 @@ impl EngineState {
     }
 }
 
+/// Where the reply in flight comes from.
+pub(super) enum ReplySource {
+    /// The engine queue streams it; the ticket stops it.
+    Engine { ticket: Ticket, events: Receiver<RequestEvent> },
+    /// A remote model answers one request on a thread of its own (MLflow's scoring server does
+    /// not stream); the flag stops its retries.
+    Remote { reply: Promise<Result<ChatReply, String>>, cancel: Arc<AtomicBool> },
+}
+
+/// What a reply was asked with, kept for its trace.
+pub(super) struct TurnRequest {
+    pub model: String,
+    pub messages: Vec<(String, String)>,
+    pub options: serde_json::Map<String, serde_json::Value>,
+    pub started: SystemTime,
+}
+
 /// The reply being generated.
 pub struct Streaming {
-    pub ticket: Ticket,
-    events: Receiver<RequestEvent>,
+    pub(super) source: ReplySource,
+    pub(super) request: TurnRequest,
     pub conversation: String,
     pub text: String,
     pub tokens: usize,
@@ -85,6 +110,18 @@ pub struct Streaming {
     pub prompt_tokens: Option<usize>,
     pub dropped_messages: usize,
     pub stopping: bool,
+}
+
+impl Streaming {
+    /// A new reply from `source` for conversation `conversation`.
+    pub(super) fn new(source: ReplySource, request: TurnRequest, conversation: String) -> Self {
+        Self { source, request, conversation, text: String::new(), tokens: 0, started: Instant::now(), prompt_tokens: None, dropped_messages: 0, stopping: false }
+    }
+
+    /// Whether a remote model is answering (no tokens stream in).
+    pub fn is_remote(&self) -> bool {
+        matches!(self.source, ReplySource::Remote { .. })
+    }
 }
 
 /// Chat state: every stored conversation's summary, the conversations read so far, and the
@@ -176,13 +213,24 @@ impl AppState {
     }
 
     pub fn unload_model(&mut self) {
-        self.stop_reply();
+        if self.chat.streaming.as_ref().is_some_and(|s| !s.is_remote()) {
+            self.stop_reply();
+        }
         self.stop_serving();
         if let Some(queue) = &self.engine.queue {
             queue.unload();
         }
         self.engine.session = None;
         self.engine.defaults_load = None;
+    }
+
+    /// Whether the selected folder's chat can send: its remote backend is ready, or (without
+    /// one) its model is loaded.
+    pub fn chat_ready(&self) -> bool {
+        match self.remote_for_selected() {
+            Some(backend) => backend.is_ready(),
+            None => self.model_ready(),
+        }
     }
 
     /// Whether the loaded model is the selected one and ready to chat.
@@ -480,13 +528,14 @@ impl AppState {
     /// Sends the draft as a user message.
     pub fn send(&mut self) {
         let text = self.chat.draft.trim().to_owned();
-        if text.is_empty() || self.chat.streaming.is_some() || !self.model_ready() || self.reading_current() {
+        if text.is_empty() || self.chat.streaming.is_some() || !self.chat_ready() || self.reading_current() {
             return;
         }
         if self.current_conversation().is_none() {
             self.new_conversation();
         }
-        if !self.draft_fits() {
+        // A remote model counts its own context; ours is counted with the engine's tokenizer.
+        if self.remote_for_selected().is_none() && !self.draft_fits() {
             return;
         }
         if let Some(conversation) = self.current_conversation_mut() {
@@ -496,8 +545,12 @@ impl AppState {
         self.start_reply();
     }
 
-    /// Generates the assistant reply to the conversation as it stands.
+    /// Generates the assistant reply to the conversation as it stands (on the selected folder's
+    /// remote backend when it has one, else on the engine).
     pub fn start_reply(&mut self) {
+        if self.remote_for_selected().is_some() {
+            return self.start_remote_reply();
+        }
         let Some(conversation) = self.current_conversation() else { return };
         let id = conversation.id.clone();
         let messages = conversation.prompt_messages();
@@ -516,6 +569,13 @@ impl AppState {
         };
         let Some(session) = self.selected_session() else { return };
         let options = session.request_options(&overrides);
+        let model = session.facts().map(|f| f.name.clone()).unwrap_or_else(|| folder_name(&session.folder));
+        let request = TurnRequest {
+            model,
+            messages: messages.iter().map(|m| (m.role.clone(), m.content.clone())).collect(),
+            options: super::chat_traces::options_json(&options),
+            started: SystemTime::now(),
+        };
         let policy = self.chat.policy;
         let Some(queue) = self.engine.queue.as_ref() else { return };
         let (sink, events) = channel_sink(Box::new(self.waker()));
@@ -526,30 +586,50 @@ impl AppState {
                 return;
             }
         };
-        self.chat.streaming = Some(Streaming {
-            ticket,
-            events,
-            conversation: id,
-            text: String::new(),
-            tokens: 0,
-            started: Instant::now(),
-            prompt_tokens: None,
-            dropped_messages: 0,
-            stopping: false,
-        });
+        self.chat.streaming = Some(Streaming::new(ReplySource::Engine { ticket, events }, request, id));
     }
 
-    /// Stops the reply being generated (Esc); the text so far is kept.
+    /// Stops the reply being generated (Esc); the text so far is kept. A remote model's reply is
+    /// abandoned at once (its request cannot be recalled; what it answers is dropped).
     pub fn stop_reply(&mut self) {
-        if let Some(streaming) = &mut self.chat.streaming {
-            streaming.ticket.cancel();
-            streaming.stopping = true;
+        let Some(streaming) = &mut self.chat.streaming else { return };
+        match &streaming.source {
+            ReplySource::Engine { ticket, .. } => {
+                ticket.cancel();
+                streaming.stopping = true;
+            }
+            ReplySource::Remote { cancel, .. } => {
+                cancel.store(true, Ordering::SeqCst);
+                if let Some(streaming) = self.chat.streaming.take() {
+                    self.persist_conversation(&streaming.conversation);
+                }
+            }
         }
+    }
+
+    /// A finished reply joins its conversation (and is recorded as a trace when traces are on).
+    pub(super) fn finish_reply(&mut self, streaming: Streaming, content: String, stats: Option<ReplyStats>, finish_reason: &str) {
+        let tokens = stats.map(|s| TokenCounts { prompt: s.usage.prompt_tokens, completion: s.usage.completion_tokens });
+        if let Some(conversation) = self.chat.conversations.iter_mut().find(|c| c.id == streaming.conversation) {
+            conversation.messages.push(Message { role: Role::Assistant, content: content.clone(), stats });
+        }
+        self.persist_conversation(&streaming.conversation);
+        let request = streaming.request;
+        self.record_chat_turn(ChatTurn {
+            model: request.model,
+            messages: request.messages,
+            reply: content,
+            finish_reason: finish_reason.to_owned(),
+            options: request.options,
+            tokens,
+            started: request.started,
+            ended: SystemTime::now(),
+        });
     }
 
     /// Drops the last reply and generates it again.
     pub fn regenerate(&mut self) {
-        if self.chat.streaming.is_some() || !self.model_ready() {
+        if self.chat.streaming.is_some() || !self.chat_ready() {
             return;
         }
         if let Some(conversation) = self.current_conversation_mut() {
@@ -560,7 +640,8 @@ impl AppState {
         }
         let sampling = self.current_conversation().and_then(|c| c.settings.do_sample);
         let model_samples = self.selected_session().and_then(|s| s.effective_search()).is_some_and(|s| s.do_sample);
-        if !sampling.unwrap_or(model_samples) {
+        // A remote model's sampling is its own business.
+        if self.remote_for_selected().is_none() && !sampling.unwrap_or(model_samples) {
             self.notify("Greedy decoding always picks the most likely token, so the reply comes out the same. Turn on \"Sample\" in the generation settings for a different one.");
         }
         self.start_reply();
@@ -568,7 +649,7 @@ impl AppState {
 
     /// Replaces user message `index` and resends the conversation from there.
     pub fn resend_edited(&mut self, index: usize, text: String) {
-        if self.chat.streaming.is_some() || !self.model_ready() {
+        if self.chat.streaming.is_some() || !self.chat_ready() {
             return;
         }
         if let Some(conversation) = self.current_conversation_mut() {
@@ -601,9 +682,9 @@ impl AppState {
             Some(queue) => std::iter::from_fn(|| queue.try_recv()).collect(),
             None => Vec::new(),
         };
-        let replies: Vec<RequestEvent> = match &self.chat.streaming {
-            Some(streaming) => streaming.events.try_iter().collect(),
-            None => Vec::new(),
+        let replies: Vec<RequestEvent> = match self.chat.streaming.as_ref().map(|s| &s.source) {
+            Some(ReplySource::Engine { events, .. }) => events.try_iter().collect(),
+            _ => Vec::new(),
         };
         if !events.is_empty() || !replies.is_empty() {
             self.memory_bytes = crate::memory::current_rss();
@@ -658,18 +739,11 @@ impl AppState {
             }
             RequestEvent::Finished(completion) => {
                 let Some(streaming) = self.chat.streaming.take() else { return };
-                let stats = ReplyStats {
-                    usage: completion.usage,
-                    timings: completion.timings,
-                    finish_reason: completion.finish_reason,
-                    dropped_messages: streaming.dropped_messages,
-                };
-                if let Some(conversation) = self.chat.conversations.iter_mut().find(|c| c.id == streaming.conversation) {
-                    conversation.messages.push(Message { role: Role::Assistant, content: completion.text, stats: Some(stats) });
-                }
-                self.persist_conversation(&streaming.conversation);
-                if streaming.dropped_messages > 0 {
-                    self.notify(format!("{} earlier messages were left out to fit the context window", streaming.dropped_messages));
+                let dropped_messages = streaming.dropped_messages;
+                let stats = ReplyStats { usage: completion.usage, timings: completion.timings, finish_reason: completion.finish_reason, dropped_messages };
+                self.finish_reply(streaming, completion.text, Some(stats), completion.finish_reason.as_str());
+                if dropped_messages > 0 {
+                    self.notify(format!("{dropped_messages} earlier messages were left out to fit the context window"));
                 }
             }
             // Stopped while it was still waiting behind the server's requests: no reply at all.
@@ -687,3 +761,9 @@ impl AppState {
         }
     }
 }
+
+/// A folder's last component, as a model name.
+pub(super) fn folder_name(folder: &Path) -> String {
+    folder.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| folder.display().to_string())
+}
+

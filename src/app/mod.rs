@@ -5,6 +5,7 @@
 //! GUI thread.
 
 mod chat;
+mod chat_traces;
 mod context;
 pub mod editor;
 mod get_model;
@@ -13,6 +14,8 @@ mod jobs;
 mod library;
 mod path_entry;
 mod registry;
+mod registry_browse;
+mod remote_chat;
 mod serve;
 
 use std::{
@@ -31,7 +34,10 @@ pub use intent::{CloseChoice, Intent, SwitchChoice};
 pub use jobs::{Dialog, DialogKind, Job};
 pub use library::{LibraryEntry, ModelChoices};
 pub use path_entry::PathEntry;
+pub use chat_traces::{DEFAULT_TRACE_EXPERIMENT, TraceState};
 pub use registry::{ConnectionStatus, PublishDialog, RegistryIntent, RegistryState};
+pub use registry_browse::{Browse, BrowseIntent, BrowseState, PagedList, artifact_name};
+pub use remote_chat::{EndpointForm, EndpointKind, RemoteBackend, RemoteIntent, RemoteState, RemoteStatus};
 pub use serve::{ServeSettings, ServeState};
 
 pub use crate::inspect::{EntryInfo, FolderKind};
@@ -135,6 +141,8 @@ pub struct AppState {
     title: String,
     /// The MLflow Registry view and the Publish dialog (`registry`).
     pub registry: RegistryState,
+    /// The chat's remote backend: "Run with MLflow" or an endpoint URL (`remote_chat`).
+    pub remote: RemoteState,
 }
 
 impl AppState {
@@ -175,6 +183,7 @@ impl AppState {
             pending_select: None,
             title: String::new(),
             registry: RegistryState::default(),
+            remote: RemoteState::default(),
         };
         if let Some(dirs) = state.dirs.clone() {
             state.crash_check = Some(state.spawn("crash-report", move || crate::crash::unreported(&dirs)));
@@ -232,6 +241,7 @@ impl AppState {
         self.poll_library();
         self.poll_path_entry();
         self.poll_engine();
+        self.poll_remote();
         self.poll_conversations();
         self.poll_serve();
         self.poll_jobs();
@@ -278,6 +288,7 @@ impl AppState {
             || self.dialog.as_ref().is_some_and(|d| d.job.is_some())
             || !self.tasks.is_empty()
             || self.registry.is_busy()
+            || self.remote.is_busy()
             || self.get_model.is_busy()
     }
 }

@@ -8,7 +8,10 @@ use std::{path::PathBuf, sync::Arc};
 
 use poll_promise::Promise;
 
-use super::AppState;
+use super::{
+    AppState,
+    registry_browse::{BrowseIntent, BrowseState},
+};
 use crate::tracking::{
     TrackingClient,
     config::{Auth, Connection, TrackingSettings},
@@ -45,6 +48,8 @@ pub enum RegistryIntent {
     ClosePublish,
     /// The traces switch or its experiment changed: remember it.
     SettingsEdited,
+    /// Experiments, runs and logged models (`registry_browse`).
+    Browse(BrowseIntent),
 }
 
 /// What the server form holds. Secrets typed here are cleared once they are in the keyring.
@@ -118,6 +123,12 @@ pub struct RegistryState {
     pub pulling: Option<PullJob>,
     push: Option<PushService>,
     pub publish: Option<PublishDialog>,
+    /// Chat turns recorded as traces (`chat_traces`).
+    pub traces: super::chat_traces::TraceState,
+    /// Experiments → runs → logged models, and the typed URI to pull.
+    pub browse: BrowseState,
+    /// Rows per page of every listing (the server's pages; `None`: the client's default).
+    pub page_size: Option<u32>,
 }
 
 impl Default for RegistryState {
@@ -145,6 +156,9 @@ impl Default for RegistryState {
             pulling: None,
             push: None,
             publish: None,
+            traces: super::chat_traces::TraceState::default(),
+            browse: BrowseState::default(),
+            page_size: None,
         }
     }
 }
@@ -157,10 +171,17 @@ impl RegistryState {
             || self.versions_load.is_some()
             || self.pulling.is_some()
             || self.publish.as_ref().is_some_and(|p| p.running)
+            || self.traces.is_busy()
+            || self.browse.is_busy()
     }
 
     pub fn is_connected(&self) -> bool {
         self.client.is_some()
+    }
+
+    /// The connected server's client.
+    pub(super) fn client(&self) -> Option<&TrackingClient> {
+        self.client.as_ref()
     }
 
     /// Whether models are being listed (the view shows a spinner).
@@ -240,6 +261,7 @@ impl AppState {
                 }
             }
             RegistryIntent::SettingsEdited => self.save_tracking_settings(),
+            RegistryIntent::Browse(intent) => self.apply_browse(intent),
         }
     }
 
@@ -247,7 +269,7 @@ impl AppState {
         self.dirs.as_ref().map(|d| d.config.clone())
     }
 
-    fn save_tracking_settings(&mut self) {
+    pub(super) fn save_tracking_settings(&mut self) {
         let Some(dir) = self.config_dir() else { return };
         let settings = self.registry.settings.clone();
         self.in_background("save-tracking-settings", move || {
@@ -393,7 +415,12 @@ impl AppState {
         if let Some(settings) = take_ready(&mut self.registry.settings_load) {
             self.registry.form.uri = settings.tracking_uri.clone().unwrap_or_default();
             self.registry.form.username = settings.username.clone().unwrap_or_default();
+            // Traces were left on: connect again so the chat's turns keep being recorded.
+            let reconnect = settings.traces_enabled && settings.tracking_uri.is_some() && self.registry.client.is_none();
             self.registry.settings = settings;
+            if reconnect && self.registry.connecting.is_none() {
+                self.registry_connect();
+            }
         }
         if let Some(result) = take_ready(&mut self.registry.connecting) {
             self.connected(result);
@@ -401,16 +428,23 @@ impl AppState {
         self.poll_listings();
         self.poll_pull();
         self.poll_push();
+        self.poll_traces();
+        self.poll_browse();
     }
 
     fn connected(&mut self, result: Connected) {
         match result {
             Ok((client, version, settings, warnings)) => {
+                let client = match self.registry.page_size {
+                    Some(rows) => client.with_page_size(rows),
+                    None => client,
+                };
                 for warning in warnings {
                     self.notify_error("Connected, but the credentials or settings were not saved", Some(warning));
                 }
                 self.registry.status = ConnectionStatus::Connected { base_url: client.base_url().to_owned(), version };
                 self.registry.settings = settings;
+                self.registry.traces.reset();
                 let waker: crate::service::Waker = Arc::new(self.waker());
                 self.registry.pull = PullService::spawn(client.clone(), Arc::clone(&waker)).ok();
                 self.registry.push = PushService::spawn(client.clone(), waker).ok();
@@ -419,10 +453,15 @@ impl AppState {
                 self.registry.selected = None;
                 self.registry.versions.clear();
                 self.registry.listed = None;
+                self.registry.browse.reset();
                 self.list_models(false);
+                if self.registry.browse.mode == super::Browse::Experiments {
+                    self.apply_browse(BrowseIntent::SearchExperiments);
+                }
             }
             Err(message) => {
                 self.registry.client = None;
+                self.registry.traces.reset();
                 self.registry.pull = None;
                 self.registry.push = None;
                 self.registry.status = ConnectionStatus::Failed(message);

@@ -1,5 +1,6 @@
 //! The Chat tab: conversations of the selected model, the transcript with the reply streaming
-//! in, usage under every reply, a context meter, generation settings and the message box.
+//! in, usage under every reply, a context meter, generation settings and the message box. With
+//! a remote backend (`remote_chat`) the same view talks to a remote model instead of the engine.
 
 use egui::{Key, KeyboardShortcut, Modifiers, RichText, Ui};
 
@@ -11,13 +12,18 @@ use crate::{
 
 pub fn show(ui: &mut Ui, state: &mut AppState, out: &mut Vec<Intent>) {
     let Some(selected) = state.persisted.selected.clone() else { return };
-    if state.selected_kind().is_some_and(|k| !k.can_chat()) {
-        cannot_chat(ui, state);
+    let remote = state.remote_for_selected().is_some();
+    if !remote && state.selected_kind().is_some_and(|k| !k.can_chat()) {
+        cannot_chat(ui, state, out);
         return;
     }
-    model_bar(ui, state, out);
-    ui.horizontal(|ui| super::serve::bar(ui, state, out));
-    super::serve::log(ui, state);
+    if remote {
+        super::remote_chat::bar(ui, state, out);
+    } else {
+        model_bar(ui, state, out);
+        ui.horizontal(|ui| super::serve::bar(ui, state, out));
+        super::serve::log(ui, state);
+    }
     ui.separator();
     egui::Panel::left("conversations").resizable(true).default_size(190.0).show(ui, |ui| conversations(ui, state, &selected, out));
     egui::Panel::bottom("composer").show(ui, |ui| composer(ui, state, out));
@@ -25,8 +31,9 @@ pub fn show(ui: &mut Ui, state: &mut AppState, out: &mut Vec<Intent>) {
     export_form(&ui.ctx().clone(), state, out);
 }
 
-/// Why this folder has no chat, and what to do instead.
-fn cannot_chat(ui: &mut Ui, state: &AppState) {
+/// Why ModelDesk cannot run this folder itself, and what to do instead: run it with MLflow,
+/// chat with an endpoint, or get a Phi ONNX model.
+fn cannot_chat(ui: &mut Ui, state: &mut AppState, out: &mut Vec<Intent>) {
     let flavors = state.editor.as_ref().and_then(|e| e.original.as_ref()).map(|m| m.flavor_names()).unwrap_or_default();
     let (title, what) = if flavors.iter().any(|f| f == "transformers") {
         (
@@ -38,15 +45,18 @@ fn cannot_chat(ui: &mut Ui, state: &AppState) {
     } else {
         ("An MLflow model ModelDesk cannot run itself", "This MLflow model holds no Phi ONNX folder that ModelDesk could run on ONNX Runtime.")
     };
-    super::explanation(
-        ui,
-        title,
-        what,
-        "Its MLmodel, signature, input example and model_config can still be edited, validated and exported on the Model tab. To chat with a Phi model here, get its ONNX release (Get a model…) or create an MLflow model from a Phi ONNX folder.",
-    );
+    let mlflow = state.selected_kind().is_some_and(|k| k.is_mlflow());
+    let next = if mlflow {
+        "Run it with MLflow: ModelDesk starts `mlflow models serve` with your Python (where the model's packages are installed) and chats with it here. Or chat with a server that already runs it. Its MLmodel, signature, input example and model_config can still be edited, validated and exported on the Model tab."
+    } else {
+        "Chat with a server that runs it, or get a Phi model's ONNX release (Get a model…) to run it here."
+    };
+    super::explanation(ui, title, what, next);
+    ui.add_space(8.0);
+    super::remote_chat::offers(ui, state, mlflow, out);
 }
 
-fn model_bar(ui: &mut Ui, state: &AppState, out: &mut Vec<Intent>) {
+fn model_bar(ui: &mut Ui, state: &mut AppState, out: &mut Vec<Intent>) {
     ui.horizontal(|ui| {
         let session = state.selected_session();
         if session.is_some_and(|s| s.is_loading()) {
@@ -64,6 +74,10 @@ fn model_bar(ui: &mut Ui, state: &AppState, out: &mut Vec<Intent>) {
         }
         ui.separator();
         context_meter(ui, state);
+        let mlflow = state.selected_kind().is_some_and(|k| k.is_mlflow());
+        ui.menu_button("Chat elsewhere", |ui| super::remote_chat::offers(ui, state, mlflow, out))
+            .response
+            .on_hover_text("Chat through `mlflow models serve` or another server instead of ModelDesk's engine");
     });
 }
 
@@ -279,7 +293,9 @@ fn streaming_row(ui: &mut Ui, markdown: &mut egui_commonmark::CommonMarkCache, s
             ui.label(RichText::new("Assistant").strong());
             ui.spinner();
             let seconds = streaming.started.elapsed().as_secs_f32().max(0.001);
-            let status = if streaming.stopping {
+            let status = if streaming.is_remote() {
+                format!("waiting for the remote model… {:.0} s", seconds.floor())
+            } else if streaming.stopping {
                 "stopping…".to_owned()
             } else if streaming.tokens == 0 {
                 "reading the prompt…".to_owned()
@@ -368,8 +384,9 @@ const COMPOSER_ID: &str = "composer_input";
 fn composer(ui: &mut Ui, state: &mut AppState, out: &mut Vec<Intent>) {
     ui.add_space(4.0);
     settings(ui, state, out);
-    let ready = state.model_ready() && !state.reading_current();
+    let ready = state.chat_ready() && !state.reading_current();
     let streaming = state.chat.streaming.is_some();
+    let waiting_hint = if state.remote_for_selected().is_some() { "Waiting for the remote model" } else { "Load the model to chat" };
     // The box grows with its text up to a share of the window, then scrolls: a long paste
     // never pushes it (or the Send button) out of sight.
     if let Some(blocked) = state.chat.context.blocked {
@@ -383,7 +400,7 @@ fn composer(ui: &mut Ui, state: &mut AppState, out: &mut Vec<Intent>) {
             .id_salt(COMPOSER_ID)
             .desired_rows(2)
             .desired_width(width)
-            .hint_text(if ready { "Message (Enter to send, Shift+Enter for a new line)" } else { "Load the model to chat" })
+            .hint_text(if ready { "Message (Enter to send, Shift+Enter for a new line)" } else { waiting_hint })
             .return_key(Some(KeyboardShortcut::new(Modifiers::SHIFT, Key::Enter)));
         let response = egui::ScrollArea::vertical().id_salt("composer_scroll").max_height(cap).min_scrolled_height(cap.min(60.0)).show(ui, |ui| ui.add_enabled(ready, input)).inner;
         if focus {
@@ -407,8 +424,12 @@ fn settings(ui: &mut Ui, state: &mut AppState, out: &mut Vec<Intent>) {
     let max_length_default = state.selected_session().and_then(|s| s.max_length());
     let mut policy_drop = state.chat.policy == ContextPolicy::DropOldestTurns;
     let id = state.chat.current.clone();
+    let remote = state.remote_for_selected().is_some();
     let mut changed = false;
     egui::CollapsingHeader::new("System prompt and generation settings").id_salt("chat_settings").show(ui, |ui| {
+        if remote {
+            ui.weak("The remote model is sent the system prompt, temperature, top-p, max tokens and stop strings; the other settings are ModelDesk's engine's.");
+        }
         let Some(conversation) = id.as_ref().and_then(|id| state.chat.conversations.iter_mut().find(|c| &c.id == id)) else {
             ui.weak("Start a conversation to set its system prompt and settings.");
             return;

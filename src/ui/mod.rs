@@ -10,6 +10,8 @@ mod model_view;
 mod path_field;
 mod publish;
 mod registry;
+mod registry_browse;
+mod remote_chat;
 mod serve;
 
 use egui::RichText;
@@ -31,6 +33,7 @@ pub fn show(ui: &mut egui::Ui, state: &mut AppState) -> Vec<Intent> {
     drop_target(&ctx, &mut out);
     dialogs::show(&ctx, state, &mut out);
     publish::show(&ctx, state, &mut out);
+    remote_chat::endpoint_form(&ctx, state, &mut out);
     path_field::window(&ctx, state, &mut out);
     notices(&ctx, state, &mut out);
     about_and_help(&ctx, state);

@@ -42,6 +42,9 @@ pub fn show(ui: &mut Ui, state: &mut AppState, out: &mut Vec<Intent>) {
                 if ui.button("Publish to MLflow…").clicked() {
                     out.push(Intent::Registry(crate::app::RegistryIntent::OpenPublish(editor.dir.clone())));
                 }
+                if ui.button("Run with MLflow").on_hover_text("Start `mlflow models serve` for this folder and chat with it").clicked() {
+                    out.push(Intent::Remote(crate::app::RemoteIntent::RunWithMlflow));
+                }
             });
         });
         ui.separator();

@@ -1,11 +1,12 @@
-//! The Registry view: the tracking server (URI, sign-in, traces switch), registered models
-//! searched as the user types, the selected model's versions with aliases, tags, description,
-//! source run and status, and Pull with a progress bar. Draws state, returns intents.
+//! The Registry view: the tracking server (URI, sign-in, traces switch), a model URI to pull,
+//! then either registered models searched as the user types with the selected model's versions
+//! (aliases, tags, description, source run, status) or experiments → runs → logged models
+//! (`registry_browse`); Pull with a progress bar. Draws state, returns intents.
 
 use egui::{RichText, Ui};
 
 use crate::{
-    app::{AppState, ConnectionStatus, Intent, RegistryIntent, RegistryState},
+    app::{AppState, Browse, BrowseIntent, ConnectionStatus, DEFAULT_TRACE_EXPERIMENT, Intent, RegistryIntent, RegistryState},
     tracking::types::{ModelVersion, RegisteredModel},
 };
 
@@ -30,6 +31,18 @@ pub fn show(ui: &mut Ui, state: &mut AppState, out: &mut Vec<Intent>) {
         return;
     }
     pull_progress(ui, registry_state, out);
+    pull_uri(ui, registry_state, out);
+    ui.horizontal(|ui| {
+        for (mode, label) in [(Browse::RegisteredModels, "Registered models"), (Browse::Experiments, "Experiments")] {
+            if ui.selectable_label(registry_state.browse.mode == mode, label).clicked() {
+                out.push(registry(RegistryIntent::Browse(BrowseIntent::Show(mode))));
+            }
+        }
+    });
+    ui.separator();
+    if registry_state.browse.mode == Browse::Experiments {
+        return super::registry_browse::show(ui, registry_state, out);
+    }
     ui.horizontal(|ui| {
         let label = ui.label("Search");
         let search = ui.add(egui::TextEdit::singleline(&mut registry_state.search).hint_text("part of a model name").desired_width(260.0)).labelled_by(label.id);
@@ -79,11 +92,16 @@ fn server_form(ui: &mut Ui, registry_state: &mut RegistryState, out: &mut Vec<In
         });
         let settings = &mut registry_state.settings;
         ui.horizontal(|ui| {
-            if ui.checkbox(&mut settings.traces_enabled, "Record chat turns as MLflow traces in experiment").changed() {
+            if ui
+                .checkbox(&mut settings.traces_enabled, "Record chat turns as MLflow traces")
+                .on_hover_text("Each reply in the chat becomes a trace with its messages, settings and token usage, sent in the background")
+                .changed()
+            {
                 out.push(registry(RegistryIntent::SettingsEdited));
             }
+            let label = ui.label("in experiment");
             let mut experiment = settings.trace_experiment.clone().unwrap_or_default();
-            let response = ui.add(egui::TextEdit::singleline(&mut experiment).hint_text("Default").desired_width(160.0));
+            let response = ui.add(egui::TextEdit::singleline(&mut experiment).hint_text(DEFAULT_TRACE_EXPERIMENT).desired_width(160.0)).labelled_by(label.id);
             if response.changed() {
                 settings.trace_experiment = Some(experiment).filter(|e| !e.trim().is_empty());
             }
@@ -107,6 +125,23 @@ fn server_form(ui: &mut Ui, registry_state: &mut RegistryState, out: &mut Vec<In
             ui.colored_label(ui.visuals().error_fg_color, format!("Not connected: {message}"));
         }
     }
+}
+
+/// Any model URI, typed: `models:/NAME@ALIAS`, `models:/NAME/VERSION`, `models:/<model_id>`,
+/// `runs:/<run_id>/<path>`.
+fn pull_uri(ui: &mut Ui, registry_state: &mut RegistryState, out: &mut Vec<Intent>) {
+    ui.horizontal(|ui| {
+        let label = ui.label("Model URI");
+        let field = ui
+            .add(egui::TextEdit::singleline(&mut registry_state.browse.uri).hint_text("models:/NAME@ALIAS, models:/<model_id>, runs:/<run_id>/<path>").desired_width(420.0))
+            .labelled_by(label.id);
+        let uri = registry_state.browse.uri.trim().to_owned();
+        let enter = field.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+        let clicked = ui.add_enabled(!uri.is_empty() && registry_state.pulling.is_none(), egui::Button::new("Pull URI")).on_hover_text("Download it and open it").clicked();
+        if (clicked || enter) && !uri.is_empty() && registry_state.pulling.is_none() {
+            out.push(registry(RegistryIntent::Pull(uri)));
+        }
+    });
 }
 
 fn pull_progress(ui: &mut Ui, registry_state: &RegistryState, out: &mut Vec<Intent>) {
