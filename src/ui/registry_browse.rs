@@ -114,7 +114,7 @@ fn run_folders(ui: &mut Ui, state: &crate::app::BrowseState, run_id: &str, pulli
             ui.colored_label(ui.visuals().error_fg_color, error);
         }
         if folders.items.is_empty() && !folders.is_loading() && folders.error.is_none() {
-            ui.weak("No artifacts.");
+            ui.weak("No artifacts in the run (MLflow 3 keeps a model's files with its logged model).");
         }
         for entry in &folders.items {
             let name = artifact_name(entry);
