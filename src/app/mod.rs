@@ -7,12 +7,14 @@
 mod chat;
 mod chat_traces;
 mod context;
+mod conversations;
 pub mod editor;
 mod get_model;
 mod intent;
 mod jobs;
 mod library;
 mod path_entry;
+mod publish;
 mod registry;
 mod registry_browse;
 mod remote_chat;
@@ -26,7 +28,8 @@ use std::{
 
 use poll_promise::Promise;
 
-pub use chat::{ChatState, ConversationExport, DeletedConversation, EngineState, Streaming, UNDO_DELETE};
+pub use chat::{EngineState, Streaming};
+pub use conversations::{ChatState, ConversationExport, DeletedConversation, UNDO_DELETE};
 pub use context::{BlockedChoice, BlockedSend, ContextState, PromptCount};
 pub use editor::ModelEditor;
 pub use get_model::{ActiveDownload, CacheScan, DownloadStatus, GetModel, GetModelIntent};
@@ -35,7 +38,8 @@ pub use jobs::{Dialog, DialogKind, Job};
 pub use library::{LibraryEntry, ModelChoices};
 pub use path_entry::PathEntry;
 pub use chat_traces::{DEFAULT_TRACE_EXPERIMENT, TraceState};
-pub use registry::{ConnectionStatus, PublishDialog, RegistryIntent, RegistryState};
+pub use publish::PublishDialog;
+pub use registry::{ConnectionStatus, RegistryIntent, RegistryState};
 pub use registry_browse::{Browse, BrowseIntent, BrowseState, PagedList, artifact_name};
 pub use remote_chat::{EndpointForm, EndpointKind, RemoteBackend, RemoteIntent, RemoteState, RemoteStatus};
 pub use serve::{ServeSettings, ServeState};

@@ -1,8 +1,9 @@
 //! The Registry view's state: the tracking server settings (remembered in the config directory;
 //! passwords and tokens in the system keyring), the connection, registered models searched as
-//! the user types, a model's versions, a pull with progress that opens the pulled folder, and the
-//! Publish dialog's push with its steps. Every network, keyring and file call runs on a promise
-//! or one of `tracking`'s services; the GUI thread only folds their results into state.
+//! the user types, a model's versions, and a pull with progress that opens the pulled folder (the
+//! Publish dialog is `publish`'s, browsing experiments `registry_browse`'s). Every network,
+//! keyring and file call runs on a promise or one of `tracking`'s services; the GUI thread only
+//! folds their results into state.
 
 use std::{path::PathBuf, sync::Arc};
 
@@ -10,6 +11,7 @@ use poll_promise::Promise;
 
 use super::{
     AppState,
+    publish::PublishDialog,
     registry_browse::{BrowseIntent, BrowseState},
 };
 use crate::tracking::{
@@ -17,8 +19,8 @@ use crate::tracking::{
     config::{Auth, Connection, TrackingSettings},
     credentials,
     pull::{Destination, PullEvent, PullProgress, PullService},
-    push::{PushEvent, PushProgress, PushRequest, PushService, PushStep, Pushed},
-    types::{KeyValue, ModelVersion, Page, RegisteredModel},
+    push::PushService,
+    types::{ModelVersion, Page, RegisteredModel},
     uri::ModelUri,
 };
 
@@ -76,23 +78,6 @@ pub struct PullJob {
     pub progress: PullProgress,
 }
 
-/// The Publish dialog: its form, then the push's steps and progress, then its outcome.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PublishDialog {
-    pub folder: PathBuf,
-    pub name: String,
-    pub experiment: String,
-    /// Comma- or space-separated.
-    pub aliases: String,
-    /// `key=value`, comma- or line-separated.
-    pub tags: String,
-    pub description: String,
-    pub running: bool,
-    pub steps: Vec<PushStep>,
-    pub progress: Option<PushProgress>,
-    pub outcome: Option<Result<Pushed, String>>,
-}
-
 /// The client, the server's version, the settings to remember, and warnings (a keyring or
 /// settings file that could not be written).
 type Connected = Result<(TrackingClient, String, TrackingSettings, Vec<String>), String>;
@@ -121,7 +106,7 @@ pub struct RegistryState {
     pub list_error: Option<String>,
     pull: Option<PullService>,
     pub pulling: Option<PullJob>,
-    push: Option<PushService>,
+    pub(super) push: Option<PushService>,
     pub publish: Option<PublishDialog>,
     /// Chat turns recorded as traces (`chat_traces`).
     pub traces: super::chat_traces::TraceState,
@@ -210,23 +195,6 @@ impl RegistryState {
     }
 }
 
-/// `a, b c` → `["a", "b", "c"]`.
-pub fn split_aliases(text: &str) -> Vec<String> {
-    text.split([',', ' ', '\n']).map(str::trim).filter(|a| !a.is_empty()).map(str::to_owned).collect()
-}
-
-/// `k=v, k2=v2` (or one per line) → tags; a part without `=` is an error naming it.
-pub fn parse_tags(text: &str) -> Result<Vec<KeyValue>, String> {
-    text.split([',', '\n'])
-        .map(str::trim)
-        .filter(|part| !part.is_empty())
-        .map(|part| match part.split_once('=') {
-            Some((key, value)) if !key.trim().is_empty() => Ok(KeyValue::new(key.trim(), value.trim())),
-            _ => Err(format!("the tag `{part}` is not key=value")),
-        })
-        .collect()
-}
-
 impl AppState {
     pub(super) fn apply_registry(&mut self, intent: RegistryIntent) {
         match intent {
@@ -308,7 +276,7 @@ impl AppState {
     }
 
     /// Lists registered models for the search text; `more` adds the next page.
-    fn list_models(&mut self, more: bool) {
+    pub(super) fn list_models(&mut self, more: bool) {
         let Some(client) = self.registry.client.clone() else { return };
         let query = self.registry.search.trim().to_owned();
         if self.registry.models_load.as_ref().is_some_and(|(q, m, _)| *q == query && *m == more) {
@@ -356,52 +324,6 @@ impl AppState {
         if service.pull(uri, Destination::Cache(dirs.data.join("mlflow"))) {
             self.registry.pulling = Some(PullJob { uri: text.to_owned(), progress: PullProgress::default() });
         }
-    }
-
-    fn open_publish(&mut self, folder: PathBuf) {
-        let name = folder.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        self.registry.publish = Some(PublishDialog {
-            folder,
-            name,
-            experiment: "Default".into(),
-            aliases: String::new(),
-            tags: String::new(),
-            description: String::new(),
-            running: false,
-            steps: Vec::new(),
-            progress: None,
-            outcome: None,
-        });
-    }
-
-    fn start_publish(&mut self) {
-        let Some(service) = &self.registry.push else {
-            return self.notify_error("Connect to an MLflow server first (Registry view)", None);
-        };
-        let Some(dialog) = self.registry.publish.as_mut().filter(|d| !d.running) else { return };
-        let tags = match parse_tags(&dialog.tags) {
-            Ok(tags) => tags,
-            Err(message) => {
-                dialog.outcome = Some(Err(message));
-                return;
-            }
-        };
-        let request = PushRequest {
-            folder: dialog.folder.clone(),
-            name: dialog.name.trim().to_owned(),
-            experiment: Some(dialog.experiment.trim().to_owned()).filter(|e| !e.is_empty()),
-            aliases: split_aliases(&dialog.aliases),
-            tags,
-            description: Some(dialog.description.trim().to_owned()).filter(|d| !d.is_empty()),
-        };
-        if request.name.is_empty() {
-            dialog.outcome = Some(Err("the registered model needs a name".into()));
-            return;
-        }
-        dialog.steps.clear();
-        dialog.progress = None;
-        dialog.outcome = None;
-        dialog.running = service.push(request);
     }
 
     /// Folds the registry's promises and service events into state. Called every frame.
@@ -542,38 +464,6 @@ impl AppState {
         }
     }
 
-    fn poll_push(&mut self) {
-        let events: Vec<PushEvent> = match &self.registry.push {
-            Some(service) => std::iter::from_fn(|| service.try_recv()).collect(),
-            None => return,
-        };
-        let Some(dialog) = self.registry.publish.as_mut() else { return };
-        let mut finished = None;
-        for event in events {
-            match event {
-                PushEvent::Step(step) => dialog.steps.push(step),
-                PushEvent::Progress(progress) => dialog.progress = Some(progress),
-                PushEvent::Finished(pushed) => {
-                    dialog.running = false;
-                    finished = Some(format!("Published {} as version {}", pushed.name, pushed.version));
-                    dialog.outcome = Some(Ok(*pushed));
-                }
-                PushEvent::Failed { message, .. } => {
-                    dialog.running = false;
-                    dialog.outcome = Some(Err(message));
-                }
-                PushEvent::Cancelled { step } => {
-                    dialog.running = false;
-                    dialog.outcome = Some(Err(format!("cancelled while {}", step.label())));
-                }
-            }
-        }
-        if let Some(text) = finished {
-            self.notify(text);
-            // The new version shows in the Registry view.
-            self.list_models(false);
-        }
-    }
 }
 
 /// Takes a promise's value once it is ready.
@@ -627,17 +517,4 @@ fn connect(form: &ServerForm, settings: &mut TrackingSettings, config_dir: &std:
         warnings.push(e.to_string());
     }
     Ok((client, version, settings.clone(), warnings))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn aliases_and_tags_are_read_from_the_form() {
-        assert_eq!(split_aliases(" champion, staging  beta\n"), ["champion", "staging", "beta"]);
-        assert_eq!(parse_tags("team=desk, stage = qa\nempty=").unwrap(), [KeyValue::new("team", "desk"), KeyValue::new("stage", "qa"), KeyValue::new("empty", "")]);
-        assert!(parse_tags("team").unwrap_err().contains("`team`"));
-        assert!(parse_tags("=x").is_err());
-    }
 }

@@ -24,10 +24,11 @@ use poll_promise::Promise;
 use super::{
     AppState, Tab,
     chat::{ReplySource, Streaming, TurnRequest, folder_name},
+    chat_traces::options_json,
 };
 use crate::{
     chat::ReplyStats,
-    engine::{FinishReason, Timings, Usage},
+    engine::{FinishReason, GenerateOptions, Timings, Usage},
     remote::{
         chat::{ChatReply, ChatRequest, Endpoint, chat},
         serve::{ModelServer, ServeOptions, StartProgress},
@@ -268,13 +269,15 @@ impl AppState {
             top_p: settings.top_p,
             stop: settings.stop.iter().filter(|s| !s.is_empty()).cloned().collect(),
         };
-        let mut options = serde_json::Map::new();
-        for (key, value) in [("max_tokens", request.max_tokens.map(f64::from)), ("temperature", request.temperature.map(f64::from)), ("top_p", request.top_p.map(f64::from))] {
-            if let Some(number) = value.and_then(serde_json::Number::from_f64) {
-                options.insert(key.into(), serde_json::Value::Number(number));
-            }
-        }
-        let turn = TurnRequest { model: folder_name(&conversation.model), messages, options, started: std::time::SystemTime::now() };
+        // What the request carried, named as the engine's options are in traces.
+        let sent = GenerateOptions {
+            max_tokens: settings.max_tokens,
+            temperature: request.temperature,
+            top_p: request.top_p,
+            stop: request.stop.clone(),
+            ..GenerateOptions::default()
+        };
+        let turn = TurnRequest { model: folder_name(&conversation.model), messages, options: options_json(&sent), started: std::time::SystemTime::now() };
         let id = conversation.id.clone();
         let cancel = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&cancel);
