@@ -15,17 +15,19 @@ use std::{
 use egui::accesskit::Role;
 use egui_kittest::{Harness, kittest::Queryable as _};
 use modeldesk::{
-    app::{Intent, RemoteStatus, StartupOptions},
+    app::{Intent, RemoteStatus},
     app_dirs::AppDirs,
     gui::ModelDeskApp,
-    runtime::Candidates,
     tracking::{
         TrackingClient,
         config::{Auth, Connection, TrackingSettings},
     },
 };
 use serde_json::{Value, json};
-use support::mlflow_server::{Mlflow2Proxy, MlflowServer, ScoringServer, echo_chat_package, http_get};
+use support::{
+    gui::{idle, step_until},
+    mlflow_server::{Mlflow2Proxy, MlflowServer, ScoringServer, echo_chat_package, http_get},
+};
 
 #[derive(Debug)]
 struct Dropped(PathBuf);
@@ -40,24 +42,7 @@ impl egui::DroppedFile for Dropped {
 }
 
 fn app(home: &Path) -> Harness<'static, ModelDeskApp> {
-    let startup = StartupOptions { open: None, candidates: Candidates::discover(None), dirs: Some(AppDirs::under(home)) };
-    Harness::builder().with_size([1280.0, 900.0]).build_eframe(|cc| ModelDeskApp::new(cc, startup))
-}
-
-/// Steps until `done` holds; servers and models may be slow on a busy machine.
-fn step_until(harness: &mut Harness<'_, ModelDeskApp>, what: &str, timeout: Duration, done: impl Fn(&Harness<'_, ModelDeskApp>) -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !done(harness) {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(5));
-        harness.step();
-    }
-}
-
-fn idle(harness: &mut Harness<'_, ModelDeskApp>) {
-    harness.run_steps(5);
-    step_until(harness, "background work to finish", Duration::from_secs(300), |h| !h.state().state.is_busy());
-    harness.run_steps(3);
+    support::gui::app_sized(home, [1280.0, 900.0])
 }
 
 fn type_into(harness: &mut Harness<'_, ModelDeskApp>, label: &str, text: &str) {
@@ -86,7 +71,7 @@ fn send(harness: &mut Harness<'_, ModelDeskApp>, text: &str) {
     harness.step();
     harness.key_press(egui::Key::Enter);
     harness.step();
-    step_until(harness, "the reply", Duration::from_secs(300), |h| h.state().state.chat.streaming.is_none() && message_count(h) == before + 2);
+    step_until(harness, "the reply", |h| h.state().state.chat.streaming.is_none() && message_count(h) == before + 2);
     harness.run_steps(2);
 }
 
@@ -122,7 +107,7 @@ fn micro_phi3() -> PathBuf {
 
 fn load_model(harness: &mut Harness<'_, ModelDeskApp>) {
     harness.get_by_label("Load model").click();
-    step_until(harness, "the model to load", Duration::from_secs(120), |h| h.query_by_label("Unload").is_some());
+    step_until(harness, "the model to load", |h| h.query_by_label("Unload").is_some());
     // A random-weight model's replies hold any script.
     harness.ctx.set_missing_glyph_policy(egui::epaint::text::MissingGlyphPolicy::Tofu);
 }
@@ -203,10 +188,15 @@ fn remote_status(harness: &Harness<'_, ModelDeskApp>) -> Option<RemoteStatus> {
     harness.state().state.remote.backend.as_ref().map(|b| b.status.clone())
 }
 
+/// Waits (longer than for anything else: MLflow imports a lot on a busy machine) until the
+/// scoring server answers `/ping`; fails with its own words if it did not start.
 fn wait_until_served(harness: &mut Harness<'_, ModelDeskApp>) {
-    step_until(harness, "mlflow models serve to answer /ping", Duration::from_secs(300), |h| {
-        matches!(remote_status(h), Some(RemoteStatus::Ready | RemoteStatus::Failed(_)))
-    });
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !matches!(remote_status(harness), Some(RemoteStatus::Ready | RemoteStatus::Failed(_))) {
+        assert!(Instant::now() < deadline, "mlflow models serve did not answer /ping in time");
+        std::thread::sleep(Duration::from_millis(5));
+        harness.step();
+    }
     if let Some(RemoteStatus::Failed(message)) = remote_status(harness) {
         panic!("mlflow models serve did not start: {message}");
     }
@@ -256,7 +246,7 @@ fn run_with_mlflow_chats_with_a_pyfunc_chat_model_and_stops_it_when_closed_cance
     // Cancelling the wait stops the process too.
     open_folder(&mut harness, &package);
     harness.get_by_role_and_label(Role::Button, "Run with MLflow").click();
-    step_until(&mut harness, "the first progress report", Duration::from_secs(60), |h| {
+    step_until(&mut harness, "the first progress report", |h| {
         matches!(remote_status(h), Some(RemoteStatus::Starting { progress: Some(_), .. }))
     });
     let Some(RemoteStatus::Starting { progress: Some(progress), .. }) = remote_status(&harness) else { unreachable!() };

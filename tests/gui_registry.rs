@@ -5,20 +5,15 @@
 
 mod support;
 
-use std::{
-    path::{Path, PathBuf},
-    sync::atomic::AtomicBool,
-    time::{Duration, Instant},
-};
+use std::path::{Path, PathBuf};
 
 use egui::accesskit::Role;
 use egui_kittest::{Harness, kittest::Queryable as _};
 use modeldesk::{
-    app::{StartupOptions, Tab},
+    app::Tab,
     app_dirs::AppDirs,
     gui::ModelDeskApp,
-    mlflow::create::{CreateOptions, Task, create_from_onnx},
-    runtime::Candidates,
+    mlflow::create::Task,
     tracking::{
         TrackingClient,
         config::{Auth, Connection, TrackingSettings},
@@ -26,27 +21,10 @@ use modeldesk::{
         types::KeyValue,
     },
 };
-use support::mlflow_server::MlflowServer;
+use support::{gui::idle, mlflow_server::MlflowServer};
 
 fn app(home: &Path) -> Harness<'static, ModelDeskApp> {
-    let startup = StartupOptions { open: None, candidates: Candidates::discover(None), dirs: Some(AppDirs::under(home)) };
-    Harness::builder().with_size([1280.0, 900.0]).build_eframe(|cc| ModelDeskApp::new(cc, startup))
-}
-
-/// Steps until `done` holds; the network and the server may be slow on a busy machine.
-fn step_until(harness: &mut Harness<'_, ModelDeskApp>, what: &str, done: impl Fn(&Harness<'_, ModelDeskApp>) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !done(harness) {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(5));
-        harness.step();
-    }
-}
-
-fn idle(harness: &mut Harness<'_, ModelDeskApp>) {
-    harness.run_steps(5);
-    step_until(harness, "background work to finish", |h| !h.state().state.is_busy());
-    harness.run_steps(3);
+    support::gui::app_sized(home, [1280.0, 900.0])
 }
 
 fn type_into(harness: &mut Harness<'_, ModelDeskApp>, label: &str, text: &str) {
@@ -56,17 +34,13 @@ fn type_into(harness: &mut Harness<'_, ModelDeskApp>, label: &str, text: &str) {
     harness.run_steps(3);
 }
 
-fn create_package(out: &Path) {
-    let options = CreateOptions { task: Task::Prompt, name: None, python_version: Some("3.11.7".into()) };
-    create_from_onnx(&support::tiny_phi3(), out, &options, &mut |_| {}, &AtomicBool::new(false)).expect("create the package");
-}
 
 #[test]
 fn the_registry_view_connects_searches_pulls_and_publishes() {
     let server = MlflowServer::shared();
     let scratch = tempfile::tempdir().unwrap();
     let package = scratch.path().join("package");
-    create_package(&package);
+    support::gui::create_package(&package, Task::Prompt);
     let client = TrackingClient::new(Connection::new(&server.url, Auth::Anonymous).unwrap()).unwrap();
     let tag = &uuid::Uuid::new_v4().simple().to_string()[..8];
     let (wanted, other, published) = (format!("gui-{tag}"), format!("other-{tag}"), format!("published-{tag}"));
