@@ -6,6 +6,7 @@
 pub mod app;
 pub mod app_dirs;
 pub mod chat;
+pub mod checkpoint;
 pub mod cli;
 pub mod crash;
 pub mod engine;
