@@ -16,10 +16,25 @@ pub fn install(dirs: Option<&AppDirs>) {
     let Some(dir) = dirs.map(|d| d.logs.clone()) else { return };
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
+        let from_winit = info.location().is_some_and(|l| l.file().contains("winit"));
+        if from_winit && is_window_lost(info.payload()) {
+            // Not a crash of ours: `gui::run_window` catches it, saves and exits.
+            return;
+        }
         // Never let writing the report panic inside the panic hook.
         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| write_report(&dir, info)));
         default_hook(info);
     }));
+}
+
+/// Whether a panic is winit's (0.30) reaction to its X11 window having been destroyed from
+/// outside — by the window manager or a tool such as `xkill` — without the usual close request:
+/// the next X11 request about the window fails with `BadWindow` and winit unwraps that error.
+/// Nothing of ours is broken, so the window's loop is left, conversations are saved, and the
+/// process ends normally instead of reporting a crash.
+pub fn is_window_lost(payload: &(dyn std::any::Any + Send)) -> bool {
+    let message = payload.downcast_ref::<String>().map(String::as_str).or_else(|| payload.downcast_ref::<&str>().copied()).unwrap_or("");
+    message.contains("X11Error") && message.contains("error_kind: Window")
 }
 
 fn write_report(dir: &Path, info: &std::panic::PanicHookInfo<'_>) -> std::io::Result<PathBuf> {
@@ -88,6 +103,17 @@ pub fn mark_reported(dirs: &AppDirs, log: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_destroyed_x11_window_is_told_apart_from_other_panics() {
+        // The message winit 0.30.13 panics with after `xdotool windowclose` (XDestroyWindow).
+        let lost = String::from("called `Result::unwrap()` on an `Err` value: X11(X11Error { error_kind: Window, error_code: 3, sequence: 451, bad_value: 4194307, minor_opcode: 0, major_opcode: 40, extension_name: None, request_name: Some(\"TranslateCoordinates\") })");
+        assert!(is_window_lost(&lost));
+        let other_x11 = String::from("called `Result::unwrap()` on an `Err` value: X11(X11Error { error_kind: IDChoice, error_code: 14 })");
+        assert!(!is_window_lost(&other_x11));
+        assert!(!is_window_lost(&"index out of bounds"));
+        assert!(!is_window_lost(&42_u32));
+    }
 
     #[test]
     fn reports_are_written_rotated_and_shown_once() {

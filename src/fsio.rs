@@ -8,6 +8,7 @@
 //! use as paths).
 
 pub mod names;
+pub mod swap;
 pub mod walk;
 
 use std::{

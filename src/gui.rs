@@ -43,6 +43,14 @@ impl eframe::App for ModelDeskApp {
     }
 }
 
+impl Drop for ModelDeskApp {
+    /// Also reached when the window's loop ends by a panic that `run_window` catches (a window
+    /// destroyed from outside): what was typed and answered is still written.
+    fn drop(&mut self) {
+        self.state.flush_conversations();
+    }
+}
+
 /// Spacing and text sizes shared by every view.
 pub fn style(ctx: &egui::Context) {
     ctx.all_styles_mut(|style| {
@@ -67,6 +75,14 @@ pub fn run_window(open: Option<PathBuf>) -> anyhow::Result<()> {
         persistence_path: startup.dirs.as_ref().map(|dirs| dirs.data.join("app.ron")),
         ..Default::default()
     };
-    eframe::run_native("ModelDesk", options, Box::new(move |cc| Ok(Box::new(ModelDeskApp::new(cc, startup)))))
-        .map_err(|e| anyhow::anyhow!("the window could not be opened: {e}"))
+    let run = std::panic::AssertUnwindSafe(|| eframe::run_native("ModelDesk", options, Box::new(move |cc| Ok(Box::new(ModelDeskApp::new(cc, startup))))));
+    match std::panic::catch_unwind(run) {
+        Ok(result) => result.map_err(|e| anyhow::anyhow!("the window could not be opened: {e}")),
+        Err(payload) if crate::crash::is_window_lost(payload.as_ref()) => {
+            // The app (and with it the conversation writer) was dropped while unwinding.
+            eprintln!("The window was destroyed from outside; conversations were saved. Settings changed in the last 30 s may be lost.");
+            Ok(())
+        }
+        Err(payload) => std::panic::resume_unwind(payload),
+    }
 }

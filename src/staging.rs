@@ -117,6 +117,27 @@ impl Staging {
     }
 }
 
+impl Staging {
+    /// Like [`Staging::finish`], but puts `staged` in place of an existing `destination` (see
+    /// [`crate::fsio::swap`]): at every moment the destination holds the old or the new entry.
+    /// The old entry ends in the staging folder and goes with it.
+    pub fn finish_replacing(self, staged: &Path, destination: &Path) -> io::Result<()> {
+        if destination.symlink_metadata().is_err() {
+            return self.finish(staged, destination);
+        }
+        if staged.is_dir() {
+            sync_dir(staged);
+        }
+        sync_dir(staged.parent().unwrap_or(staged));
+        let old = crate::fsio::swap::replace(staged, destination)?;
+        sync_dir(destination.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")));
+        if let Some(old) = old {
+            crate::fsio::swap::remove_entry(&old)?;
+        }
+        Ok(())
+    }
+}
+
 impl Drop for Staging {
     fn drop(&mut self) {
         if let Some(dir) = self.dir.take() {

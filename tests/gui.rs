@@ -12,15 +12,15 @@ use std::{
 use egui::accesskit::Role;
 use egui_kittest::{
     Harness,
-    kittest::Queryable as _,
+    kittest::{NodeT as _, Queryable as _},
 };
 use modeldesk::{
-    app::{StartupOptions, Tab},
-    gui::ModelDeskApp,
+    app::Tab,
     app_dirs::AppDirs,
-    mlflow::{mlmodel::MlModel, schema::{ColType, DataType, Schema}, yaml::Node},
-    runtime::Candidates,
+    gui::ModelDeskApp,
+    mlflow::{create::Task, mlmodel::MlModel, schema::{ColType, DataType, Schema}, yaml::Node},
 };
+use support::gui::{app_sized, create_package, idle, step_until};
 
 #[derive(Debug)]
 struct Dropped(PathBuf);
@@ -35,25 +35,7 @@ impl egui::DroppedFile for Dropped {
 }
 
 fn app(home: &Path) -> Harness<'static, ModelDeskApp> {
-    let startup = StartupOptions { open: None, candidates: Candidates::discover(None), dirs: Some(AppDirs::under(home)) };
-    Harness::builder().with_size([1280.0, 860.0]).build_eframe(|cc| ModelDeskApp::new(cc, startup))
-}
-
-/// Steps until `done` holds (background work reports through repaints).
-fn step_until(harness: &mut Harness<'_, ModelDeskApp>, what: &str, done: impl Fn(&Harness<'_, ModelDeskApp>) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !done(harness) {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(5));
-        harness.step();
-    }
-}
-
-fn idle(harness: &mut Harness<'_, ModelDeskApp>) {
-    // Queued input is delivered one event per frame; let it arrive before waiting.
-    harness.run_steps(5);
-    step_until(harness, "background work to finish", |h| !h.state().state.is_busy());
-    harness.run_steps(3);
+    app_sized(home, [1280.0, 860.0])
 }
 
 fn is_combo_showing(text: &'static str) -> impl Fn(&egui_kittest::kittest::AccessKitNode<'_>) -> bool {
@@ -113,14 +95,7 @@ fn dropping_the_fixture_folder_opens_it() {
 fn editing_the_signature_and_model_config_then_saving() {
     let home = tempfile::tempdir().unwrap();
     let package = home.path().join("package");
-    modeldesk::mlflow::create::create_from_onnx(
-        &support::tiny_phi3(),
-        &package,
-        &modeldesk::mlflow::create::CreateOptions { task: modeldesk::mlflow::create::Task::Prompt, name: None, python_version: Some("3.11.7".into()) },
-        &mut |_| {},
-        &std::sync::atomic::AtomicBool::new(false),
-    )
-    .unwrap();
+    create_package(&package, Task::Prompt);
     // Created packages have no input schema (their wrapper reads every request shape); give this
     // one a `prompt` column to edit.
     let mut model = MlModel::load(&package).unwrap();
@@ -279,6 +254,57 @@ fn creating_and_exporting_a_package_with_progress() {
     assert!(last.total_bytes > 0 && last.done_bytes == last.total_bytes, "the last report covers the whole package: {last:?}");
 }
 
+/// Exporting onto something that exists is not a dead end: a package can be replaced (the new
+/// one takes its place once complete), or a free name beside it taken; a folder that is not a
+/// package cannot be replaced.
+#[test]
+fn exporting_onto_an_existing_package_offers_replace_or_a_new_name() {
+    let home = tempfile::tempdir().unwrap();
+    let package = home.path().join("package");
+    create_package(&package, Task::Prompt);
+    let old_export = home.path().join("package-export");
+    std::fs::create_dir_all(&old_export).unwrap();
+    std::fs::write(old_export.join("MLmodel"), "flavors: {}\n").unwrap();
+    std::fs::write(old_export.join("stale.txt"), "old").unwrap();
+    let not_a_package = home.path().join("documents");
+    std::fs::create_dir_all(&not_a_package).unwrap();
+    std::fs::write(not_a_package.join("notes.txt"), "keep").unwrap();
+
+    let mut harness = app(home.path());
+    idle(&mut harness);
+    drop_folder(&mut harness, &package);
+    idle(&mut harness);
+    harness.state_mut().state.tab = Tab::Model;
+    harness.run_steps(2);
+    harness.get_by_label("Export package…").click();
+    // The dialog proposes `package-export` beside the package, which exists and is a package.
+    step_until(&mut harness, "the destination check", |h| h.query_by_label("That destination already exists.").is_some());
+    assert!(harness.get_by_role_and_label(Role::Button, "Export").accesskit_node().is_disabled(), "no silent overwrite");
+    assert!(harness.query_by_label("Use a new name: package-export-2").is_some());
+
+    // A folder that is not a package cannot be replaced, only renamed around.
+    harness.state_mut().state.dialog.as_mut().unwrap().destination = not_a_package.display().to_string();
+    step_until(&mut harness, "the second check", |h| h.query_by_label_contains("It cannot be replaced: it is a folder that is not an MLflow model").is_some());
+    assert!(harness.query_by_label_contains("Replace it").is_none());
+    harness.get_by_label("Use a new name: documents-2").click_accesskit();
+    step_until(&mut harness, "the free name's check", |h| h.query_by_label("That destination already exists.").is_none());
+    assert_eq!(harness.state().state.dialog.as_ref().unwrap().destination, home.path().join("documents-2").display().to_string());
+
+    // Back to the old export: replace it.
+    harness.state_mut().state.dialog.as_mut().unwrap().destination = old_export.display().to_string();
+    step_until(&mut harness, "the third check", |h| h.query_by_label_contains("Replace it").is_some());
+    harness.get_by_label_contains("Replace it").click_accesskit();
+    harness.run_steps(1);
+    harness.get_by_role_and_label(Role::Button, "Replace").click_accesskit();
+    step_until(&mut harness, "the replacing export", |h| h.query_by_label("Done (100%)").is_some());
+    assert!(!old_export.join("stale.txt").exists(), "the old export was replaced");
+    assert!(old_export.join("artifacts").is_dir());
+    assert_eq!(std::fs::read_to_string(not_a_package.join("notes.txt")).unwrap(), "keep");
+    assert!(!home.path().join("documents-2").exists(), "the free name was only proposed");
+    let leftovers: Vec<_> = std::fs::read_dir(home.path()).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.starts_with('.') && n.contains("modeldesk")).collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
 /// One rule for search options: genai_config.json, then the package's model_config, then the
 /// user's settings. A package whose model_config differs from its genai_config.json answers the
 /// same in the window's chat, on the command line and through MLflow with the package's wrapper.
@@ -286,14 +312,7 @@ fn creating_and_exporting_a_package_with_progress() {
 fn a_packages_model_config_drives_the_chat_the_cli_and_the_package_alike() {
     let home = tempfile::tempdir().unwrap();
     let package = home.path().join("package");
-    modeldesk::mlflow::create::create_from_onnx(
-        &support::tiny_phi3(),
-        &package,
-        &modeldesk::mlflow::create::CreateOptions { task: modeldesk::mlflow::create::Task::Chat, name: None, python_version: Some("3.11.7".into()) },
-        &mut |_| {},
-        &std::sync::atomic::AtomicBool::new(false),
-    )
-    .unwrap();
+    create_package(&package, Task::Chat);
     // genai_config.json says greedy without a penalty up to 2048 tokens; the package differs.
     let mut model = MlModel::load(&package).unwrap();
     model.set_config_value("repetition_penalty", Node::Float(1.5));

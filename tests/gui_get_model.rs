@@ -4,10 +4,7 @@
 
 mod support;
 
-use std::{
-    path::Path,
-    time::{Duration, Instant},
-};
+use std::path::Path;
 
 use egui::accesskit::Role;
 use egui_kittest::{
@@ -15,13 +12,13 @@ use egui_kittest::{
     kittest::{NodeT as _, Queryable as _},
 };
 use modeldesk::{
-    app::StartupOptions,
-    app_dirs::AppDirs,
     gui::ModelDeskApp,
     hub::{DownloadRequest, Downloader, HubSettings},
-    runtime::Candidates,
 };
-use support::hub_server::{CATALOG_REPO, HubServer, REPO, VARIANT};
+use support::{
+    gui::{app_sized, idle, step_until},
+    hub_server::{CATALOG_REPO, HubServer, REPO, VARIANT},
+};
 
 /// Settings as `HF_ENDPOINT` and `HF_HUB_CACHE` would give them, without touching this
 /// process's environment (tests run in parallel).
@@ -36,25 +33,9 @@ fn hub_settings(server: &HubServer, cache: &Path) -> HubSettings {
 }
 
 fn app(home: &Path, settings: HubSettings) -> Harness<'static, ModelDeskApp> {
-    let startup = StartupOptions { open: None, candidates: Candidates::discover(None), dirs: Some(AppDirs::under(home)) };
-    let mut harness = Harness::builder().with_size([1280.0, 1100.0]).build_eframe(|cc| ModelDeskApp::new(cc, startup));
+    let mut harness = app_sized(home, [1280.0, 1100.0]);
     harness.state_mut().state.get_model.use_settings(settings);
     harness
-}
-
-fn step_until(harness: &mut Harness<'_, ModelDeskApp>, what: &str, done: impl Fn(&Harness<'_, ModelDeskApp>) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !done(harness) {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(5));
-        harness.step();
-    }
-}
-
-fn idle(harness: &mut Harness<'_, ModelDeskApp>) {
-    harness.run_steps(5);
-    step_until(harness, "background work to finish", |h| !h.state().state.is_busy());
-    harness.run_steps(3);
 }
 
 /// Opens the view the way a user does, from the welcome screen, and waits for the cache scan.

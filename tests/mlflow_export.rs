@@ -220,3 +220,102 @@ fn an_absolute_artifact_path_inside_the_folder_is_made_relative_in_the_copy() {
         assert!(std::fs::read_to_string(source.join("MLmodel")).unwrap().contains(&absolute.display().to_string()));
     }
 }
+
+/// Runs `modeldesk export` and returns (success, stderr).
+fn export_cli(args: &[&std::ffi::OsStr]) -> (bool, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_modeldesk")).arg("export").args(args).output().unwrap();
+    (output.status.success(), String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+/// Every file under `dir` with its bytes, for before/after comparisons.
+fn snapshot(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut files: Vec<_> = walkdir::WalkDir::new(dir)
+        .into_iter()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_type().is_file())
+        .map(|e| (e.path().strip_prefix(dir).unwrap().to_path_buf(), std::fs::read(e.path()).unwrap()))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn an_existing_package_or_zip_is_replaced_only_when_asked_and_only_by_a_complete_one() {
+    use modeldesk::mlflow::export::{ExportError, IfExists, export_to};
+    let scratch = tempfile::tempdir().unwrap();
+    let source = package(scratch.path());
+    let outputs = scratch.path().join("out");
+    std::fs::create_dir_all(&outputs).unwrap();
+    for zip in [false, true] {
+        let destination = outputs.join(if zip { "model.zip" } else { "model" });
+        // An older export with a file the new one does not have.
+        export(&source, &destination, zip, &mut |_| {}, &AtomicBool::new(false)).unwrap();
+        if !zip {
+            std::fs::write(destination.join("stale.txt"), "from the old export").unwrap();
+        }
+        let before = if zip { vec![(destination.clone(), std::fs::read(&destination).unwrap())] } else { snapshot(&destination) };
+        // Without --replace: refused, untouched.
+        let (ok, stderr) = export_cli(&[source.as_os_str(), "--out".as_ref(), destination.as_os_str(), if zip { "--zip" } else { "--json" }.as_ref()]);
+        assert!(!ok && stderr.contains("already exists"), "{stderr}");
+        // A cancelled replace leaves the old one as it was, and nothing beside it.
+        let cancel = AtomicBool::new(true);
+        let result = export_to(&source, &destination, zip, IfExists::Replace, &mut |_| {}, &cancel);
+        assert!(matches!(result, Err(ExportError::Cancelled)), "{result:?}");
+        let after = if zip { vec![(destination.clone(), std::fs::read(&destination).unwrap())] } else { snapshot(&destination) };
+        assert_eq!(after, before);
+        assert_eq!(leftovers(&outputs).len(), if zip { 2 } else { 1 }, "{:?}", leftovers(&outputs));
+        // With --replace: the new package takes its place.
+        let (ok, stderr) = export_cli(&[source.as_os_str(), "--out".as_ref(), destination.as_os_str(), "--replace".as_ref(), if zip { "--zip" } else { "--json" }.as_ref()]);
+        assert!(ok, "{stderr}");
+        if zip {
+            let archive = zip::ZipArchive::new(std::fs::File::open(&destination).unwrap()).unwrap();
+            assert!(archive.file_names().any(|n| n.is_ok_and(|n| n == "MLmodel")));
+        } else {
+            assert!(!destination.join("stale.txt").exists());
+            assert_eq!(snapshot(&destination), snapshot(&source));
+        }
+    }
+    let mut names = leftovers(&outputs);
+    names.sort();
+    assert_eq!(names, vec!["model".to_string(), "model.zip".to_string()]);
+}
+
+#[test]
+fn replacing_never_touches_the_source_a_folder_holding_it_or_a_folder_that_is_not_a_package() {
+    use modeldesk::mlflow::export::{IfExists, export_to};
+    let scratch = tempfile::tempdir().unwrap();
+    let source = package(scratch.path());
+    let documents = scratch.path().join("documents");
+    std::fs::create_dir_all(&documents).unwrap();
+    std::fs::write(documents.join("notes.txt"), "keep me").unwrap();
+    let text_file = scratch.path().join("notes.txt");
+    std::fs::write(&text_file, "keep me too").unwrap();
+    let cases = [
+        (source.clone(), "holds the model"),
+        (scratch.path().to_path_buf(), "holds the model"),
+        (source.join("artifacts"), "inside the model"),
+        (documents.clone(), "not an MLflow model"),
+        (text_file.clone(), "not a .zip package"),
+    ];
+    let before = snapshot(scratch.path());
+    for (destination, reason) in &cases {
+        let error = export_to(&source, destination, false, IfExists::Replace, &mut |_| {}, &AtomicBool::new(false)).unwrap_err();
+        let message = error.to_string();
+        assert!(message.contains(reason) && message.contains(&destination.display().to_string()), "{message}");
+    }
+    assert_eq!(cases.len(), 5);
+    assert_eq!(snapshot(scratch.path()), before);
+}
+
+#[test]
+fn a_free_name_is_offered_beside_an_existing_destination() {
+    use modeldesk::mlflow::export::next_free_name;
+    let scratch = tempfile::tempdir().unwrap();
+    let taken = scratch.path().join("phi3-export");
+    std::fs::create_dir_all(&taken).unwrap();
+    std::fs::create_dir_all(scratch.path().join("phi3-export-2")).unwrap();
+    assert_eq!(next_free_name(&taken), scratch.path().join("phi3-export-3"));
+    assert_eq!(next_free_name(&scratch.path().join("phi3-export-2")), scratch.path().join("phi3-export-3"));
+    std::fs::write(scratch.path().join("model.zip"), "").unwrap();
+    assert_eq!(next_free_name(&scratch.path().join("model.zip")), scratch.path().join("model-2.zip"));
+}

@@ -20,17 +20,6 @@ fn modeldesk(args: &[&str]) -> Value {
     serde_json::from_slice(&output.stdout).unwrap_or(Value::Null)
 }
 
-fn create(task: &str, out: &Path) {
-    let output = Command::new(env!("CARGO_BIN_EXE_modeldesk"))
-        .args(["create", "--from-onnx"])
-        .arg(support::tiny_phi3())
-        .arg("--out")
-        .arg(out)
-        .args(["--task", task])
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-}
 
 /// `mlflow.pyfunc.load_model(path).predict(input)` as JSON.
 fn mlflow_predict(model: &Path, input: &Value) -> Value {
@@ -43,7 +32,7 @@ fn mlflow_predict(model: &Path, input: &Value) -> Value {
 fn chat_package_predicts_what_modeldesk_generates() {
     let scratch = tempfile::tempdir().unwrap();
     let package = scratch.path().join("chat");
-    create("chat", &package);
+    support::create_with_cli("chat", &package);
     for (question, max_tokens) in [("Hello! What can you do?", 12), ("What is the capital of Spain?", 40), ("Tell me a story.", 3)] {
         let ours = modeldesk(&[
             "generate", "--model", support::tiny_phi3().to_str().unwrap(), "--user", question,
@@ -63,7 +52,7 @@ fn chat_package_predicts_what_modeldesk_generates() {
 fn prompt_package_predicts_what_modeldesk_generates() {
     let scratch = tempfile::tempdir().unwrap();
     let package = scratch.path().join("prompt");
-    create("prompt", &package);
+    support::create_with_cli("prompt", &package);
     let prompts = ["Hello there", "The quick brown fox"];
     let records: Vec<Value> = prompts.iter().map(|p| json!({"prompt": p})).collect();
     let theirs = mlflow_predict(&package, &Value::Array(records));
@@ -130,7 +119,7 @@ fn serve(model: &Path) -> (Server, u16) {
 fn served_chat_package_answers_invocations_with_usage_and_the_exported_zip_loads() {
     let scratch = tempfile::tempdir().unwrap();
     let package = scratch.path().join("chat");
-    create("chat", &package);
+    support::create_with_cli("chat", &package);
     let (_server, port) = serve(&package);
     let body = json!({"messages": [{"role": "user", "content": "Hello!"}], "max_tokens": 8}).to_string();
     let (status, text) = http(port, "POST", "/invocations", &body).expect("an answer");

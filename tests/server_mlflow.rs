@@ -4,22 +4,9 @@
 
 mod support;
 
-use std::{path::Path, process::Command};
-
 use serde_json::{Value, json};
 use support::server::{MlflowServe, Serve, post_json, request};
 
-fn create(task: &str, out: &Path) {
-    let output = Command::new(env!("CARGO_BIN_EXE_modeldesk"))
-        .args(["create", "--from-onnx"])
-        .arg(support::tiny_phi3())
-        .arg("--out")
-        .arg(out)
-        .args(["--task", task])
-        .output()
-        .expect("run modeldesk create");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-}
 
 /// An answer with what legitimately differs between two servers (ids, times) taken out.
 fn comparable(answer: &Value) -> Value {
@@ -63,7 +50,7 @@ fn bodies(items: &[(&'static str, Value)]) -> Vec<(&'static str, String)> {
 fn a_chat_package_scores_like_mlflow_models_serve() {
     let scratch = tempfile::tempdir().unwrap();
     let package = scratch.path().join("chat");
-    create("chat", &package);
+    support::create_with_cli("chat", &package);
     let theirs = MlflowServe::start(&package);
     let ours = Serve::start(&package, &[]);
     let hello = json!([{"role": "user", "content": "Hello"}]);
@@ -104,7 +91,7 @@ fn a_chat_package_scores_like_mlflow_models_serve() {
 fn a_prompt_package_scores_like_mlflow_models_serve() {
     let scratch = tempfile::tempdir().unwrap();
     let package = scratch.path().join("prompt");
-    create("prompt", &package);
+    support::create_with_cli("prompt", &package);
     let theirs = MlflowServe::start(&package);
     let ours = Serve::start(&package, &[]);
     let cases = bodies(&[

@@ -14,8 +14,8 @@ use poll_promise::Promise;
 
 use super::AppState;
 use crate::mlflow::{
-    create::{CreateOptions, Task, create_from_onnx},
-    export::{CopyProgress, export},
+    create::{CreateOptions, Task, create_from_onnx_to},
+    export::{CopyProgress, ExportError, IfExists, check_replaceable, export_to, next_free_name},
 };
 
 /// A notice for the user (or nothing to say), or an error with its details.
@@ -41,9 +41,11 @@ pub struct Dialog {
     pub kind: DialogKind,
     pub source: PathBuf,
     pub destination: String,
-    /// Whether `destination` names something that exists, checked off the GUI thread.
-    pub destination_exists: bool,
-    checked_destination: Option<(String, Promise<bool>)>,
+    /// What is at the destination, checked off the GUI thread.
+    pub destination_state: DestinationState,
+    checked_destination: Option<(PathBuf, Promise<DestinationState>)>,
+    /// The user chose to replace an existing destination (reset when the destination changes).
+    pub replace: bool,
     pub task_chat: bool,
     pub name: String,
     pub zip: bool,
@@ -52,6 +54,29 @@ pub struct Dialog {
     pub progress_reports: usize,
     pub last_progress: Option<CopyProgress>,
     pub outcome: Option<Result<PathBuf, String>>,
+}
+
+/// What the file system says about a dialog's destination.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DestinationState {
+    /// Not checked yet (or being checked).
+    Unknown,
+    Free,
+    /// Something is there: whether it may be replaced (or why not), and a free name beside it.
+    Exists { replaceable: Result<(), String>, free_name: PathBuf },
+}
+
+impl DestinationState {
+    fn of(source: &Path, destination: &Path) -> Self {
+        if destination.as_os_str().is_empty() || destination.symlink_metadata().is_err() {
+            return Self::Free;
+        }
+        let replaceable = check_replaceable(source, destination).map_err(|e| match e {
+            ExportError::NotReplaceable { reason, .. } => reason.to_owned(),
+            other => other.to_string(),
+        });
+        Self::Exists { replaceable, free_name: next_free_name(destination) }
+    }
 }
 
 type Work = Box<dyn FnOnce(&mut dyn FnMut(CopyProgress), &AtomicBool) -> Result<PathBuf, String> + Send>;
@@ -69,8 +94,9 @@ impl AppState {
             kind,
             source,
             destination: destination.display().to_string(),
-            destination_exists: false,
+            destination_state: DestinationState::Unknown,
             checked_destination: None,
+            replace: false,
             task_chat: true,
             name,
             zip: false,
@@ -100,7 +126,12 @@ impl AppState {
         let cancel = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&cancel);
         let source = dialog.source.clone();
-        let mut destination = PathBuf::from(dialog.destination.trim());
+        let destination = dialog.effective_destination();
+        let if_exists = if dialog.replace && matches!(dialog.destination_state, DestinationState::Exists { replaceable: Ok(()), .. }) {
+            IfExists::Replace
+        } else {
+            IfExists::Refuse
+        };
         let (title, work): (String, Work) = match dialog.kind {
             DialogKind::Create => {
                 let options = CreateOptions {
@@ -110,15 +141,12 @@ impl AppState {
                 };
                 (
                     "Creating MLflow model".into(),
-                    Box::new(move |progress, cancel| create_from_onnx(&source, &destination, &options, progress, cancel).map_err(|e| e.to_string())),
+                    Box::new(move |progress, cancel| create_from_onnx_to(&source, &destination, &options, if_exists, progress, cancel).map_err(|e| e.to_string())),
                 )
             }
             DialogKind::Export => {
                 let zip = dialog.zip;
-                if zip && destination.extension().is_none_or(|e| e != "zip") {
-                    destination.set_extension("zip");
-                }
-                ("Exporting package".into(), Box::new(move |progress, cancel| export(&source, &destination, zip, progress, cancel).map_err(|e| e.to_string())))
+                ("Exporting package".into(), Box::new(move |progress, cancel| export_to(&source, &destination, zip, if_exists, progress, cancel).map(|summary| summary.path).map_err(|e| e.to_string())))
             }
         };
         let result = Promise::spawn_thread("copy-job", move || {
@@ -185,23 +213,39 @@ impl AppState {
         }
     }
 
-    /// Whether the typed destination exists, asked of the file system off the GUI thread.
+    /// What is at the destination, asked of the file system off the GUI thread whenever the
+    /// destination (or the zip choice, which adds `.zip`) changes.
     fn check_destination(&mut self) {
         let waker = self.waker();
         let Some(dialog) = self.dialog.as_mut().filter(|d| d.job.is_none() && d.outcome.is_none()) else { return };
-        if let Some(exists) = dialog.checked_destination.as_ref().filter(|(text, _)| *text == dialog.destination).and_then(|(_, p)| p.ready()) {
-            dialog.destination_exists = *exists;
-            return;
+        let destination = dialog.effective_destination();
+        if let Some((checked, promise)) = &dialog.checked_destination {
+            if *checked == destination {
+                if let Some(state) = promise.ready() {
+                    dialog.destination_state = state.clone();
+                }
+                return;
+            }
         }
-        if dialog.checked_destination.as_ref().is_some_and(|(text, _)| *text == dialog.destination) {
-            return;
-        }
-        let path = PathBuf::from(dialog.destination.trim());
+        dialog.destination_state = DestinationState::Unknown;
+        dialog.replace = false;
+        let (source, path) = (dialog.source.clone(), destination.clone());
         let check = Promise::spawn_thread("check-destination", move || {
-            let exists = !path.as_os_str().is_empty() && path.symlink_metadata().is_ok();
+            let state = DestinationState::of(&source, &path);
             waker();
-            exists
+            state
         });
-        dialog.checked_destination = Some((dialog.destination.clone(), check));
+        dialog.checked_destination = Some((destination, check));
+    }
+}
+
+impl Dialog {
+    /// The path the job will write: the typed destination, with `.zip` added for a zip export.
+    pub fn effective_destination(&self) -> PathBuf {
+        let mut destination = PathBuf::from(self.destination.trim());
+        if self.kind == DialogKind::Export && self.zip && !destination.as_os_str().is_empty() && destination.extension().is_none_or(|e| e != "zip") {
+            destination.set_extension("zip");
+        }
+        destination
     }
 }

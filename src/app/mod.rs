@@ -28,7 +28,7 @@ pub use context::{BlockedChoice, BlockedSend, ContextState, PromptCount};
 pub use editor::ModelEditor;
 pub use get_model::{ActiveDownload, CacheScan, DownloadStatus, GetModel, GetModelIntent};
 pub use intent::{CloseChoice, Intent, SwitchChoice};
-pub use jobs::{Dialog, DialogKind, Job};
+pub use jobs::{DestinationState, Dialog, DialogKind, Job};
 pub use library::{LibraryEntry, ModelChoices};
 pub use path_entry::PathEntry;
 pub use registry::{ConnectionStatus, PublishDialog, RegistryIntent, RegistryState};

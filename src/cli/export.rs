@@ -11,11 +11,15 @@ use super::progress_printer;
 #[derive(Debug, Args)]
 pub struct ExportArgs {
     pub dir: PathBuf,
-    /// The destination folder, or .zip file with --zip (must not exist).
+    /// The destination folder, or .zip file with --zip (must not exist, unless --replace).
     #[arg(long)]
     pub out: PathBuf,
     #[arg(long)]
     pub zip: bool,
+    /// Replace an existing destination once the new package is complete (only an MLflow model
+    /// folder, an empty folder or a .zip file; never the source or a folder holding it).
+    #[arg(long)]
+    pub replace: bool,
     /// Print one JSON object with bytes, seconds and peak memory when done.
     #[arg(long)]
     pub json: bool,
@@ -24,7 +28,9 @@ pub struct ExportArgs {
 pub fn run(args: ExportArgs) -> Result<()> {
     let started = Instant::now();
     let summary = super::cancellable(|cancel| {
-        Ok(crate::mlflow::export::export_with_summary(&args.dir, &args.out, args.zip, &mut progress_printer(), cancel)?)
+        use crate::mlflow::export::{IfExists, export_to};
+        let if_exists = if args.replace { IfExists::Replace } else { IfExists::Refuse };
+        Ok(export_to(&args.dir, &args.out, args.zip, if_exists, &mut progress_printer(), cancel)?)
     })?;
     let seconds = started.elapsed().as_secs_f64();
     let outside: Vec<_> = summary.outside.iter().map(|(inside, real)| json!({"path": inside, "from": real})).collect();

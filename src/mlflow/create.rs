@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::{
     super::engine::GenaiConfig,
-    export::{CopyProgress, Copier, ExportError, tree_size},
+    export::{CopyProgress, Copier, ExportError, IfExists, check_replaceable, tree_size},
     files::{InputExample, PythonEnv, write_input_example},
     mlmodel::{MlModel, write_atomically},
     schema::{ColSpec, ColType, DataType, ParamSpec, ParamType, Property, Schema, Signature},
@@ -192,10 +192,24 @@ pub fn create_from_onnx(
     on_progress: &mut dyn FnMut(CopyProgress),
     cancel: &AtomicBool,
 ) -> Result<PathBuf, CreateError> {
+    create_from_onnx_to(source, out, options, IfExists::Refuse, on_progress, cancel)
+}
+
+/// [`create_from_onnx`] with a choice for an existing `out` (see [`check_replaceable`]).
+pub fn create_from_onnx_to(
+    source: &Path,
+    out: &Path,
+    options: &CreateOptions,
+    if_exists: IfExists,
+    on_progress: &mut dyn FnMut(CopyProgress),
+    cancel: &AtomicBool,
+) -> Result<PathBuf, CreateError> {
     // The same checks as opening the folder for chat: config ranges, decoder, weights, tokenizer.
     ModelFolder::open(source).map_err(|e| CreateError::NotOnnx { path: source.to_path_buf(), message: e.to_string() })?;
-    if out.symlink_metadata().is_ok() {
-        return Err(ExportError::Exists(out.to_path_buf()).into());
+    match if_exists {
+        IfExists::Refuse if out.symlink_metadata().is_ok() => return Err(ExportError::Exists(out.to_path_buf()).into()),
+        IfExists::Refuse => {}
+        IfExists::Replace => check_replaceable(source, out)?,
     }
     let name = options.name.clone().unwrap_or_else(|| {
         source.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "phi3".into())
@@ -271,7 +285,11 @@ pub fn create_from_onnx(
     if cancel.load(std::sync::atomic::Ordering::Relaxed) {
         return Err(ExportError::Cancelled.into());
     }
-    staging.finish(&root, out).map_err(|e| CreateError::Write(format!("{}: {e}", out.display())))?;
+    match if_exists {
+        IfExists::Refuse => staging.finish(&root, out),
+        IfExists::Replace => staging.finish_replacing(&root, out),
+    }
+    .map_err(|e| CreateError::Write(format!("{}: {e}", out.display())))?;
     Ok(out.to_path_buf())
 }
 

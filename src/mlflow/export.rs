@@ -59,6 +59,8 @@ pub enum ExportError {
     Invalid(Report),
     #[error("{0} already exists; choose another destination")]
     Exists(PathBuf),
+    #[error("{path} cannot be replaced: {reason}")]
+    NotReplaceable { path: PathBuf, reason: &'static str },
     #[error("cancelled")]
     Cancelled,
     #[error(transparent)]
@@ -217,12 +219,85 @@ pub fn export_with_summary(
     on_progress: &mut dyn FnMut(CopyProgress),
     cancel: &AtomicBool,
 ) -> Result<ExportSummary, ExportError> {
+    export_to(source, destination, zip, IfExists::Refuse, on_progress, cancel)
+}
+
+/// What to do when the destination of an export or a creation already exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IfExists {
+    #[default]
+    Refuse,
+    /// Replace it once the new package is complete, if [`check_replaceable`] allows it.
+    Replace,
+}
+
+/// Whether an existing `destination` may be replaced by a package made from `source`: only an
+/// MLflow model folder, an empty folder or a `.zip` file, and never the source itself, a folder
+/// holding it or anything inside it. A destination that does not exist is fine.
+pub fn check_replaceable(source: &Path, destination: &Path) -> Result<(), ExportError> {
+    let refuse = |reason| Err(ExportError::NotReplaceable { path: destination.to_path_buf(), reason });
+    let Ok(meta) = destination.symlink_metadata() else { return Ok(()) };
+    if meta.file_type().is_symlink() {
+        return refuse("it is a link; choose another name");
+    }
+    let (Ok(real_source), Ok(real_destination)) = (source.canonicalize(), destination.canonicalize()) else {
+        return refuse("its location cannot be resolved");
+    };
+    if real_source.starts_with(&real_destination) {
+        return refuse("it holds the model being written from");
+    }
+    if real_destination.starts_with(&real_source) {
+        return refuse("it is inside the model being written from");
+    }
+    if meta.is_file() {
+        let is_zip = destination.extension().is_some_and(|e| e.eq_ignore_ascii_case("zip"));
+        return if is_zip { Ok(()) } else { refuse("it is a file that is not a .zip package") };
+    }
+    let mut entries = std::fs::read_dir(destination).map_err(io_at(destination))?;
+    let empty = entries.next().is_none();
+    if empty || destination.join(MLMODEL).is_file() {
+        Ok(())
+    } else {
+        refuse("it is a folder that is not an MLflow model; choose another name")
+    }
+}
+
+/// The first of `NAME-2`, `NAME-3`, … (before any extension) beside `destination` that does not
+/// exist yet.
+pub fn next_free_name(destination: &Path) -> PathBuf {
+    let stem = destination.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let extension = destination.extension().map(|e| format!(".{}", e.to_string_lossy())).unwrap_or_default();
+    let (base, first) = match stem.rsplit_once('-').and_then(|(base, n)| Some((base, n.parse::<u32>().ok()?))) {
+        Some((base, number)) => (base.to_owned(), number.saturating_add(1)),
+        None => (stem, 2),
+    };
+    let mut number = first;
+    loop {
+        let candidate = destination.with_file_name(format!("{base}-{number}{extension}"));
+        if candidate.symlink_metadata().is_err() || number == u32::MAX {
+            return candidate;
+        }
+        number += 1;
+    }
+}
+
+/// [`export_with_summary`] with a choice for an existing destination.
+pub fn export_to(
+    source: &Path,
+    destination: &Path,
+    zip: bool,
+    if_exists: IfExists,
+    on_progress: &mut dyn FnMut(CopyProgress),
+    cancel: &AtomicBool,
+) -> Result<ExportSummary, ExportError> {
     let report = validate::validate_folder(source);
     if !report.is_usable() {
         return Err(ExportError::Invalid(report));
     }
-    if destination.symlink_metadata().is_ok() {
-        return Err(ExportError::Exists(destination.to_path_buf()));
+    match if_exists {
+        IfExists::Refuse if destination.symlink_metadata().is_ok() => return Err(ExportError::Exists(destination.to_path_buf())),
+        IfExists::Refuse => {}
+        IfExists::Replace => check_replaceable(source, destination)?,
     }
     let tree = walk(source)?;
     let bytes = tree.total_bytes();
@@ -257,7 +332,11 @@ pub fn export_with_summary(
         copier.sync_created_dirs();
     }
     copier.check_cancel()?;
-    staging.finish(&staged, destination).map_err(io_at(destination))?;
+    match if_exists {
+        IfExists::Refuse => staging.finish(&staged, destination),
+        IfExists::Replace => staging.finish_replacing(&staged, destination),
+    }
+    .map_err(io_at(destination))?;
     Ok(ExportSummary { path: destination.to_path_buf(), files: files.len(), bytes, outside })
 }
 

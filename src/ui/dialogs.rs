@@ -3,7 +3,7 @@
 
 use egui::RichText;
 
-use crate::app::{AppState, DialogKind, Intent};
+use crate::app::{AppState, DestinationState, Dialog, DialogKind, Intent};
 
 pub fn show(ctx: &egui::Context, state: &mut AppState, out: &mut Vec<Intent>) {
     let Some(dialog) = state.dialog.as_mut() else { return };
@@ -83,13 +83,14 @@ pub fn show(ctx: &egui::Context, state: &mut AppState, out: &mut Vec<Intent>) {
                 });
                 ui.end_row();
             });
-            let exists = dialog.destination_exists;
-            if exists {
-                ui.colored_label(ui.visuals().warn_fg_color, "That destination exists; choose a new name.");
-            }
+            let ready = destination_choice(ui, dialog);
             ui.horizontal(|ui| {
-                let label = if dialog.kind == DialogKind::Create { "Create" } else { "Export" };
-                if ui.add_enabled(!exists && !dialog.destination.trim().is_empty(), egui::Button::new(label)).clicked() {
+                let label = match (dialog.kind, dialog.replace) {
+                    (_, true) => "Replace",
+                    (DialogKind::Create, false) => "Create",
+                    (DialogKind::Export, false) => "Export",
+                };
+                if ui.add_enabled(ready && !dialog.destination.trim().is_empty(), egui::Button::new(label)).clicked() {
                     out.push(Intent::RunDialog);
                 }
                 if ui.button("Cancel").clicked() {
@@ -98,4 +99,29 @@ pub fn show(ctx: &egui::Context, state: &mut AppState, out: &mut Vec<Intent>) {
             });
         }
     });
+}
+
+/// When the destination exists: replace it (if it is a package) or take a free name beside it.
+/// Returns whether the job may start.
+fn destination_choice(ui: &mut egui::Ui, dialog: &mut Dialog) -> bool {
+    let DestinationState::Exists { replaceable, free_name } = dialog.destination_state.clone() else {
+        // Not checked yet: the job itself refuses an existing destination.
+        return true;
+    };
+    let shown = free_name.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    ui.colored_label(ui.visuals().warn_fg_color, "That destination already exists.");
+    match &replaceable {
+        Ok(()) => {
+            ui.checkbox(&mut dialog.replace, "Replace it (the new package takes its place once it is complete)");
+        }
+        Err(reason) => {
+            ui.label(format!("It cannot be replaced: {reason}."));
+        }
+    }
+    if ui.button(format!("Use a new name: {shown}")).clicked() {
+        // With a zip export the name carries `.zip`; the typed text may have left it out.
+        dialog.destination = free_name.display().to_string();
+        dialog.replace = false;
+    }
+    dialog.replace && replaceable.is_ok()
 }

@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod gui;
 pub mod hub_server;
 pub mod mlflow_server;
 pub mod server;
@@ -19,6 +20,19 @@ pub fn repo() -> &'static Path {
 /// The committed tiny Phi-3 fixture.
 pub fn tiny_phi3() -> PathBuf {
     repo().join("tests/fixtures/tiny-phi3")
+}
+
+/// `modeldesk create --from-onnx` of the tiny fixture as a `task` ("chat" or "prompt") package.
+pub fn create_with_cli(task: &str, out: &Path) {
+    let output = Command::new(env!("CARGO_BIN_EXE_modeldesk"))
+        .args(["create", "--from-onnx"])
+        .arg(tiny_phi3())
+        .arg("--out")
+        .arg(out)
+        .args(["--task", task])
+        .output()
+        .expect("run modeldesk create");
+    assert!(output.status.success(), "create {task}: {}", String::from_utf8_lossy(&output.stderr));
 }
 
 /// `../shared`, the reference material CI always has beside the clone.
