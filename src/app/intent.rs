@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use super::{AppState, DialogKind, GetModelIntent, RegistryIntent, Tab};
+use super::{AppState, ConvertIntent, DialogKind, GetModelIntent, RegistryIntent, Tab};
 
 /// The answer to "save the edits before opening another model?".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,6 +97,8 @@ pub enum Intent {
     Quit,
     /// The MLflow Registry view and the Publish dialog.
     Registry(RegistryIntent),
+    /// A Hugging Face checkpoint: create an MLflow model from it, convert it to ONNX.
+    Convert(ConvertIntent),
 }
 
 impl AppState {
@@ -180,6 +182,7 @@ impl AppState {
             Intent::ConfirmClose(choice) => self.confirm_close(choice),
             Intent::Quit => self.ctx.send_viewport_cmd(egui::ViewportCommand::Close),
             Intent::Registry(intent) => self.apply_registry(intent),
+            Intent::Convert(intent) => self.apply_convert(intent),
         }
     }
 

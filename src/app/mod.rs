@@ -6,6 +6,7 @@
 
 mod chat;
 mod context;
+mod convert;
 pub mod editor;
 mod get_model;
 mod intent;
@@ -25,6 +26,7 @@ use poll_promise::Promise;
 
 pub use chat::{ChatState, ConversationExport, DeletedConversation, EngineState, Streaming, UNDO_DELETE};
 pub use context::{BlockedChoice, BlockedSend, ContextState, PromptCount};
+pub use convert::{CheckpointSummary, ConvertDialog, ConvertIntent, ConvertSettings, ConvertState, PackageDialog, PackageKind};
 pub use editor::ModelEditor;
 pub use get_model::{ActiveDownload, CacheScan, DownloadStatus, GetModel, GetModelIntent};
 pub use intent::{CloseChoice, Intent, SwitchChoice};
@@ -57,6 +59,8 @@ pub struct Persisted {
     pub serve: ServeSettings,
     /// The system prompt a new chat starts with.
     pub default_system_prompt: String,
+    /// "Convert to ONNX": the Python, precision and provider last used.
+    pub convert: ConvertSettings,
 }
 
 /// How the app was started.
@@ -135,6 +139,8 @@ pub struct AppState {
     title: String,
     /// The MLflow Registry view and the Publish dialog (`registry`).
     pub registry: RegistryState,
+    /// Hugging Face checkpoints: summary, packaging and conversion (`convert`).
+    pub convert: ConvertState,
 }
 
 impl AppState {
@@ -175,6 +181,7 @@ impl AppState {
             pending_select: None,
             title: String::new(),
             registry: RegistryState::default(),
+            convert: ConvertState::default(),
         };
         if let Some(dirs) = state.dirs.clone() {
             state.crash_check = Some(state.spawn("crash-report", move || crate::crash::unreported(&dirs)));
@@ -237,6 +244,7 @@ impl AppState {
         self.poll_jobs();
         self.poll_registry();
         self.poll_get_model();
+        self.poll_convert();
         // Notices fade after a few seconds; errors stay until dismissed.
         let lifetime = Duration::from_secs(6);
         self.notices.retain(|n| n.error || n.shown.elapsed() < lifetime);
@@ -279,6 +287,7 @@ impl AppState {
             || !self.tasks.is_empty()
             || self.registry.is_busy()
             || self.get_model.is_busy()
+            || self.convert.is_busy()
     }
 }
 

@@ -19,7 +19,7 @@ use crate::{
     fsio::walk::TreeFile,
     mlflow::{
         create::{local_python_version, utc_now},
-        export::{Copier, CopyProgress, ExportError, tree_size},
+        export::{Copier, CopyProgress, ExportError, IfExists, check_replaceable, tree_size},
         files::{InputExample, PythonEnv, write_input_example},
         mlmodel::{MlModel, write_atomically},
         yaml::{self, Mapping, Node},
@@ -95,6 +95,9 @@ pub struct PackageOptions {
     /// Hard-link the weights instead of copying them where the file system allows (same disk).
     /// The package then shares those files with the checkpoint: never edit them in place.
     pub link_weights: bool,
+    /// An existing `out` is refused, or replaced once the package is complete (only what
+    /// [`check_replaceable`] allows: an MLflow model folder, an empty folder).
+    pub if_exists: IfExists,
 }
 
 impl Default for PackageOptions {
@@ -106,6 +109,7 @@ impl Default for PackageOptions {
             model_config: default_model_config(),
             torch_dtype: None,
             link_weights: false,
+            if_exists: IfExists::Refuse,
         }
     }
 }
@@ -195,7 +199,7 @@ fn try_link(checkpoint: &Checkpoint, file: &TreeFile, to: &Path) -> bool {
     std::fs::hard_link(real, to).is_ok()
 }
 
-/// Writes the package for `checkpoint` in `out` (which must not exist).
+/// Writes the package for `checkpoint` in `out` (which must not exist, unless replacing).
 pub fn create_transformers_package(
     checkpoint: &Checkpoint,
     out: &Path,
@@ -215,8 +219,10 @@ pub fn create_transformers_package(
         )));
     }
     let tokenizer_type = tokenizer_type(checkpoint, transformers_major)?;
-    if out.symlink_metadata().is_ok() {
-        return Err(ExportError::Exists(out.to_path_buf()).into());
+    match options.if_exists {
+        IfExists::Refuse if out.symlink_metadata().is_ok() => return Err(ExportError::Exists(out.to_path_buf()).into()),
+        IfExists::Refuse => {}
+        IfExists::Replace => check_replaceable(&checkpoint.dir, out)?,
     }
     let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).map_err(|e| PackageError::Write(format!("{}: {e}", parent.display())))?;
@@ -344,7 +350,11 @@ pub fn create_transformers_package(
     if cancel.load(Ordering::Relaxed) {
         return Err(ExportError::Cancelled.into());
     }
-    staging.finish(&root, out).map_err(|e| PackageError::Write(format!("{}: {e}", out.display())))?;
+    match options.if_exists {
+        IfExists::Refuse => staging.finish(&root, out),
+        IfExists::Replace => staging.finish_replacing(&root, out),
+    }
+    .map_err(|e| PackageError::Write(format!("{}: {e}", out.display())))?;
     Ok(PackageSummary { path: out.to_path_buf(), copied_bytes: total, linked_files: linked.len() })
 }
 

@@ -156,6 +156,22 @@ fn bad_versions_and_an_existing_destination_are_refused_before_writing() {
     assert!(error.contains("already exists"), "{error}");
     assert_eq!(std::fs::read_to_string(out.path().join("taken/keep.txt")).unwrap(), "mine");
     assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 1, "nothing else was written");
+
+    // Replacing: an MLflow model folder gives way once the new package is complete; the
+    // checkpoint itself never does.
+    package(&fixture(), &out.path().join("old"), &options()).unwrap();
+    std::fs::write(out.path().join("old/stale.txt"), "old package").unwrap();
+    let replace = PackageOptions { if_exists: IfExists::Replace, ..options() };
+    package(&fixture(), &out.path().join("old"), &replace).unwrap();
+    assert!(!out.path().join("old/stale.txt").exists() && out.path().join("old/MLmodel").is_file());
+    let error = package(&fixture(), &out.path().join("taken"), &replace).unwrap_err().to_string();
+    assert!(error.contains("not an MLflow model"), "a folder that is not a model is not replaced: {error}");
+    assert_eq!(std::fs::read_to_string(out.path().join("taken/keep.txt")).unwrap(), "mine");
+    let dir = tempfile::tempdir().unwrap();
+    let copy = copy_of_fixture(dir.path());
+    let error = package(&copy, &copy, &replace).unwrap_err().to_string();
+    assert!(error.contains("holds the model being written from"), "the checkpoint is never replaced: {error}");
+    assert!(copy.join("config.json").is_file());
 }
 
 #[test]

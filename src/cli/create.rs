@@ -19,9 +19,13 @@ pub struct CreateArgs {
     /// template), also a snapshot in the Hugging Face cache.
     #[arg(long)]
     pub from_hf: Option<PathBuf>,
-    /// The new model folder (must not exist).
+    /// The new model folder (must not exist, unless --replace).
     #[arg(long)]
     pub out: PathBuf,
+    /// Replace an existing destination once the new package is complete (only an MLflow model
+    /// folder or an empty folder; never the source or a folder holding it).
+    #[arg(long)]
+    pub replace: bool,
     /// The kind of MLflow model: `onnx` (pyfunc over onnxruntime-genai; from --from-onnx) or
     /// `transformers` (MLflow's transformers flavor; from --from-hf).
     #[arg(long, value_enum)]
@@ -87,13 +91,17 @@ pub fn run(args: CreateArgs) -> Result<()> {
 }
 
 fn create_onnx(source: &std::path::Path, args: &CreateArgs) -> Result<PathBuf> {
-    use crate::mlflow::create::{CreateOptions, Task, create_from_onnx};
+    use crate::mlflow::create::{CreateOptions, Task, create_from_onnx_to};
     let task = match args.task {
         TaskArg::Prompt => Task::Prompt,
         TaskArg::Chat => Task::Chat,
     };
     let options = CreateOptions { task, name: args.name.clone(), python_version: None };
-    super::cancellable(|cancel| Ok(create_from_onnx(source, &args.out, &options, &mut progress_printer(), cancel)?))
+    super::cancellable(|cancel| Ok(create_from_onnx_to(source, &args.out, &options, if_exists(args), &mut progress_printer(), cancel)?))
+}
+
+fn if_exists(args: &CreateArgs) -> crate::mlflow::export::IfExists {
+    if args.replace { crate::mlflow::export::IfExists::Replace } else { crate::mlflow::export::IfExists::Refuse }
 }
 
 fn create_transformers(source: &std::path::Path, args: &CreateArgs) -> Result<PathBuf> {
@@ -115,7 +123,8 @@ fn create_transformers(source: &std::path::Path, args: &CreateArgs) -> Result<Pa
     if let Some(version) = &args.torch_version {
         versions.torch.clone_from(version);
     }
-    let mut options = PackageOptions { name: args.name.clone(), versions, link_weights: args.link, ..PackageOptions::default() };
+    let mut options =
+        PackageOptions { name: args.name.clone(), versions, link_weights: args.link, if_exists: if_exists(args), ..PackageOptions::default() };
     options.model_config.insert("max_new_tokens", Node::Int(i128::try_from(args.max_new_tokens).unwrap_or(i128::MAX)));
     let checkpoint = Checkpoint::open(source)?;
     eprintln!(

@@ -141,6 +141,42 @@ pub enum ConvertError {
     Io { path: PathBuf, error: std::io::Error },
 }
 
+/// What a conversion will cost, from the builder's measured behaviour on Phi-3-mini-shaped
+/// checkpoints of 2, 4 and 8 layers (`tools/bench_convert.sh`, int4 CPU): memory and time grow
+/// linearly with the parameter count, because the builder holds the float32 model and its ONNX
+/// initializers at once.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Estimate {
+    pub parameters: u64,
+    /// Peak resident memory of the builder.
+    pub peak_bytes: u64,
+    /// Processor time (about the wall time on an otherwise idle computer).
+    pub cpu_seconds: f64,
+}
+
+/// Peak memory: a fixed part (Python, torch) plus bytes per parameter.
+const PEAK_FIXED_BYTES: f64 = 1.24e9;
+const PEAK_BYTES_PER_PARAMETER: f64 = 7.04;
+/// Processor time: a fixed part (imports) plus seconds per parameter.
+const CPU_FIXED_SECONDS: f64 = 11.9;
+const CPU_SECONDS_PER_PARAMETER: f64 = 63.1e-9;
+
+/// The estimate for a checkpoint of `weight_bytes` bytes stored as `dtype` (torch's name).
+pub fn estimate(weight_bytes: u64, dtype: Option<&str>) -> Estimate {
+    let bytes_per_parameter = match dtype {
+        Some("float32") => 4,
+        Some("float64") => 8,
+        _ => 2,
+    };
+    let parameters = weight_bytes / bytes_per_parameter;
+    let count = parameters as f64;
+    Estimate {
+        parameters,
+        peak_bytes: (PEAK_FIXED_BYTES + PEAK_BYTES_PER_PARAMETER * count) as u64,
+        cpu_seconds: CPU_FIXED_SECONDS + CPU_SECONDS_PER_PARAMETER * count,
+    }
+}
+
 /// Reads a pipe and sends its lines (tqdm's `\r` counts as a line end).
 fn forward_lines(mut pipe: impl std::io::Read + Send + 'static, lines: mpsc::Sender<String>) {
     let _ = std::thread::Builder::new().name("modeldesk-convert-output".into()).spawn(move || {
@@ -310,6 +346,11 @@ mod tests {
         let error = convert(&request(Precision::Int4, Provider::Cpu, out.path().join("b")), &mut |_| {}, &never).unwrap_err();
         assert!(matches!(error, ConvertError::Python(PythonError::NotFound { .. })), "{error}");
         assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0, "nothing was written");
+        // Phi-3-mini: 3.8 billion parameters in bfloat16 (7.6 GB of safetensors).
+        let phi3_mini = estimate(7_642_181_880, Some("bfloat16"));
+        assert_eq!(phi3_mini.parameters, 3_821_090_940);
+        assert!((25e9..32e9).contains(&(phi3_mini.peak_bytes as f64)), "{phi3_mini:?}");
+        assert_eq!(estimate(8, Some("float32")).parameters, 2);
         let supported = Precision::ALL.iter().flat_map(|p| Provider::ALL.map(|e| (*p, e))).filter(|(p, e)| is_supported(*p, *e)).count();
         assert_eq!(supported, 7, "the builder's seven pairs");
     }
