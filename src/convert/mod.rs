@@ -155,11 +155,11 @@ pub struct Estimate {
 }
 
 /// Peak memory: a fixed part (Python, torch) plus bytes per parameter.
-const PEAK_FIXED_BYTES: f64 = 1.24e9;
-const PEAK_BYTES_PER_PARAMETER: f64 = 7.04;
+const PEAK_FIXED_BYTES: f64 = 1.30e9;
+const PEAK_BYTES_PER_PARAMETER: f64 = 7.13;
 /// Processor time: a fixed part (imports) plus seconds per parameter.
-const CPU_FIXED_SECONDS: f64 = 11.9;
-const CPU_SECONDS_PER_PARAMETER: f64 = 63.1e-9;
+const CPU_FIXED_SECONDS: f64 = 14.2;
+const CPU_SECONDS_PER_PARAMETER: f64 = 58.6e-9;
 
 /// The estimate for a checkpoint of `weight_bytes` bytes stored as `dtype` (torch's name).
 pub fn estimate(weight_bytes: u64, dtype: Option<&str>) -> Estimate {
