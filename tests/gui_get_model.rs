@@ -69,6 +69,9 @@ fn catalog_download_shows_progress_cancels_resumes_and_opens_in_the_library() {
     assert!(harness.query_by_label("about 2.7 GB").is_some());
     assert!(harness.query_by_label("Already on this computer").is_none());
     assert_eq!(server.total_requests(), 0, "showing the catalog asks the Hub nothing");
+    // Where downloads go and how much room is there, before anything is fetched.
+    assert!(harness.query_by_label_contains(&format!("Hugging Face cache at {}", cache.path().display())).is_some());
+    assert!(harness.query_by_label_contains("free there.").is_some(), "the free disk space is shown");
 
     // The server sends 2 MB of each large file and then stalls: the bar shows, then Cancel.
     server.switches().stall_after = Some(2_000_000);

@@ -34,11 +34,15 @@ pub struct CacheScan {
     pub catalog: Vec<Vec<Option<LocalSnapshot>>>,
     /// Other model folders in the cache (not the catalog's copies above).
     pub others: Vec<CachedModel>,
+    /// Free space on the disk that holds the cache (or would, once created).
+    pub free_bytes: Option<u64>,
 }
 
 impl CacheScan {
     fn run(settings: Result<HubSettings, String>) -> Self {
-        let Ok(found) = &settings else { return Self { settings, catalog: Vec::new(), others: Vec::new() } };
+        let Ok(found) = &settings else { return Self { settings, catalog: Vec::new(), others: Vec::new(), free_bytes: None } };
+        // The cache folder may not exist yet: ask the nearest folder that does.
+        let free_bytes = found.cache_dir.ancestors().find(|dir| dir.is_dir()).and_then(|dir| fs4::available_space(dir).ok());
         let cache = HubCache::new(found.cache_dir.clone());
         let catalog: Vec<Vec<Option<LocalSnapshot>>> = CATALOG
             .iter()
@@ -50,7 +54,7 @@ impl CacheScan {
             .collect();
         let known: Vec<&PathBuf> = catalog.iter().flatten().flatten().map(|local| &local.folder).collect();
         let others = cache.scan_models().into_iter().filter(|model| !known.contains(&&model.folder)).collect();
-        Self { settings, catalog, others }
+        Self { settings, catalog, others, free_bytes }
     }
 
     /// The complete local copy of a catalog entry's variant, if any.

@@ -26,7 +26,8 @@ pub fn show(ui: &mut egui::Ui, state: &AppState, out: &mut Vec<Intent>) {
     ui.label("Microsoft's Phi models for ONNX Runtime, from Hugging Face. The CPU int4 version runs on any recent computer.");
     match view.scan.as_ref().map(|scan| &scan.settings) {
         Some(Ok(settings)) => {
-            ui.weak(format!("Downloads go to the Hugging Face cache at {} (shared with Python tools).", settings.cache_dir.display()));
+            let free = view.scan.as_ref().and_then(|scan| scan.free_bytes).map(|bytes| format!(" {} free there.", human_bytes(bytes))).unwrap_or_default();
+            ui.weak(format!("Downloads go to the Hugging Face cache at {} (shared with Python tools).{free}", settings.cache_dir.display()));
         }
         Some(Err(message)) => {
             ui.colored_label(ui.visuals().error_fg_color, format!("The Hugging Face settings are unusable: {message}"));

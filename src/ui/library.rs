@@ -5,16 +5,15 @@ use egui::RichText;
 use crate::app::{AppState, Intent};
 
 pub fn show(ui: &mut egui::Ui, state: &AppState, out: &mut Vec<Intent>) {
-    ui.horizontal(|ui| {
-        ui.heading("Library");
-        ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
-            if ui.button("Open folder…").clicked() {
-                out.push(Intent::PickModelFolder);
-            }
-            if ui.button("Get a model…").clicked() {
-                out.push(Intent::GetModel(crate::app::GetModelIntent::Show));
-            }
-        });
+    // The heading on its own row: beside two buttons it was cut off in a narrow panel.
+    ui.heading("Library");
+    ui.horizontal_wrapped(|ui| {
+        if ui.button("Open folder…").clicked() {
+            out.push(Intent::PickModelFolder);
+        }
+        if ui.button("Get a model…").clicked() {
+            out.push(Intent::GetModel(crate::app::GetModelIntent::Show));
+        }
     });
     ui.separator();
     if state.persisted.library.is_empty() {
