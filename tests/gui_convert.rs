@@ -14,7 +14,7 @@ use std::{
 use egui::accesskit::Role;
 use egui_kittest::{
     Harness,
-    kittest::{NodeT as _, Queryable as _},
+    kittest::Queryable as _,
 };
 use modeldesk::{
     app::{FolderKind, PackageKind},
