@@ -6,7 +6,9 @@
 pub mod app;
 pub mod app_dirs;
 pub mod chat;
+pub mod checkpoint;
 pub mod cli;
+pub mod convert;
 pub mod crash;
 pub mod engine;
 pub mod engine_queue;

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use super::{AppState, DialogKind, GetModelIntent, RegistryIntent, RemoteIntent, Tab};
+use super::{AppState, ConvertIntent, DialogKind, GetModelIntent, RegistryIntent, RemoteIntent, Tab};
 
 /// The answer to "save the edits before opening another model?".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,6 +99,8 @@ pub enum Intent {
     Registry(RegistryIntent),
     /// The chat's remote backend ("Run with MLflow", an endpoint URL).
     Remote(RemoteIntent),
+    /// A Hugging Face checkpoint: create an MLflow model from it, convert it to ONNX.
+    Convert(ConvertIntent),
 }
 
 impl AppState {
@@ -183,6 +185,7 @@ impl AppState {
             Intent::Quit => self.ctx.send_viewport_cmd(egui::ViewportCommand::Close),
             Intent::Registry(intent) => self.apply_registry(intent),
             Intent::Remote(intent) => self.apply_remote(intent),
+            Intent::Convert(intent) => self.apply_convert(intent),
         }
     }
 

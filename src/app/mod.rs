@@ -8,6 +8,7 @@ mod chat;
 mod chat_traces;
 mod context;
 mod conversations;
+mod convert;
 pub mod editor;
 mod get_model;
 mod intent;
@@ -31,6 +32,7 @@ use poll_promise::Promise;
 pub use chat::{EngineState, Streaming};
 pub use conversations::{ChatState, ConversationExport, DeletedConversation, UNDO_DELETE};
 pub use context::{BlockedChoice, BlockedSend, ContextState, PromptCount};
+pub use convert::{CheckpointSummary, ConvertDialog, ConvertIntent, ConvertSettings, ConvertState, PackageDialog, PackageKind};
 pub use editor::ModelEditor;
 pub use get_model::{ActiveDownload, CacheScan, DownloadStatus, GetModel, GetModelIntent};
 pub use intent::{CloseChoice, Intent, SwitchChoice};
@@ -67,6 +69,8 @@ pub struct Persisted {
     pub serve: ServeSettings,
     /// The system prompt a new chat starts with.
     pub default_system_prompt: String,
+    /// "Convert to ONNX": the Python, precision and provider last used.
+    pub convert: ConvertSettings,
 }
 
 /// How the app was started.
@@ -147,6 +151,8 @@ pub struct AppState {
     pub registry: RegistryState,
     /// The chat's remote backend: "Run with MLflow" or an endpoint URL (`remote_chat`).
     pub remote: RemoteState,
+    /// Hugging Face checkpoints: summary, packaging and conversion (`convert`).
+    pub convert: ConvertState,
 }
 
 impl AppState {
@@ -188,6 +194,7 @@ impl AppState {
             title: String::new(),
             registry: RegistryState::default(),
             remote: RemoteState::default(),
+            convert: ConvertState::default(),
         };
         if let Some(dirs) = state.dirs.clone() {
             state.crash_check = Some(state.spawn("crash-report", move || crate::crash::unreported(&dirs)));
@@ -251,6 +258,7 @@ impl AppState {
         self.poll_jobs();
         self.poll_registry();
         self.poll_get_model();
+        self.poll_convert();
         // Notices fade after a few seconds; errors stay until dismissed.
         let lifetime = Duration::from_secs(6);
         self.notices.retain(|n| n.error || n.shown.elapsed() < lifetime);
@@ -294,6 +302,7 @@ impl AppState {
             || self.registry.is_busy()
             || self.remote.is_busy()
             || self.get_model.is_busy()
+            || self.convert.is_busy()
     }
 }
 

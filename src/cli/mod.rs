@@ -4,6 +4,7 @@
 mod bench;
 mod bench_turns;
 mod conversation;
+mod convert;
 mod create;
 mod doctor;
 mod download;
@@ -24,7 +25,8 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 pub use bench::{BenchArgs, bench_prompt};
-pub use create::{CreateArgs, TaskArg};
+pub use convert::ConvertArgs;
+pub use create::{CreateArgs, FlavorArg, TaskArg};
 pub use doctor::DoctorArgs;
 pub use download::DownloadArgs;
 pub use edit::EditArgs;
@@ -63,8 +65,10 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Summarise an MLflow model folder: flavors, loader, signature, model_config, example, files.
     Show(ShowArgs),
-    /// Create an MLflow model (models-from-code pyfunc) from a Phi-3 ONNX folder.
+    /// Create an MLflow model: a pyfunc over a Phi-3 ONNX folder, or the transformers flavor from a Hugging Face checkpoint.
     Create(CreateArgs),
+    /// Convert a Hugging Face checkpoint to a Phi ONNX folder with onnxruntime-genai's model builder.
+    Convert(ConvertArgs),
     /// Change model_config, the signature, the input example or the description of a model.
     Edit(EditArgs),
     /// Export a validated model as a self-contained folder or .zip.
@@ -114,6 +118,7 @@ pub fn run(command: Command) -> Result<()> {
         Command::Validate(args) => validate::run(args),
         Command::Show(args) => show::run(args),
         Command::Create(args) => create::run(args),
+        Command::Convert(args) => convert::run(args),
         Command::Edit(args) => edit::run(args),
         Command::Export(args) => export::run(args),
         Command::Mlflow(args) => mlflow::run(args),

@@ -158,14 +158,15 @@ pub fn prompt_signature() -> Signature {
     }
 }
 
-fn local_python_version() -> Option<String> {
+/// The local `python3`'s version (`$PYTHON` overrides the interpreter), if it runs.
+pub(crate) fn local_python_version() -> Option<String> {
     let python = std::env::var("PYTHON").unwrap_or_else(|_| if cfg!(windows) { "python".into() } else { "python3".into() });
     let output = std::process::Command::new(python).args(["-c", "import platform; print(platform.python_version())"]).output().ok()?;
     output.status.success().then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned()).filter(|v| !v.is_empty())
 }
 
 /// `YYYY-MM-DD HH:MM:SS.ffffff` in UTC, as MLflow writes `utc_time_created`.
-fn utc_now() -> String {
+pub(crate) fn utc_now() -> String {
     mlflow_timestamp(time::OffsetDateTime::now_utc())
 }
 

@@ -2,6 +2,7 @@
 //! carries them out. No file, thread or model work happens here.
 
 mod chat_view;
+mod convert;
 mod dialogs;
 mod get_model;
 pub mod keymap;
@@ -32,6 +33,7 @@ pub fn show(ui: &mut egui::Ui, state: &mut AppState) -> Vec<Intent> {
     egui::CentralPanel::default().show(ui, |ui| central(ui, state, &mut out));
     drop_target(&ctx, &mut out);
     dialogs::show(&ctx, state, &mut out);
+    convert::dialogs(&ctx, state, &mut out);
     publish::show(&ctx, state, &mut out);
     remote_chat::endpoint_form(&ctx, state, &mut out);
     path_field::window(&ctx, state, &mut out);
@@ -124,8 +126,12 @@ fn menu_bar(ui: &mut egui::Ui, state: &AppState, out: &mut Vec<Intent>) {
         });
         ui.menu_button("Actions", |ui| {
             let kind = state.selected_kind();
-            if ui.add_enabled(kind.is_some_and(|k| k.can_chat()), egui::Button::new("Create MLflow model…")).clicked() {
-                out.push(Intent::OpenDialog(DialogKind::Create));
+            let checkpoint = state.selected_is_checkpoint();
+            if ui.add_enabled(checkpoint || kind.is_some_and(|k| k.can_chat()), egui::Button::new("Create MLflow model…")).clicked() {
+                out.push(if checkpoint { Intent::Convert(crate::app::ConvertIntent::OpenPackage) } else { Intent::OpenDialog(DialogKind::Create) });
+            }
+            if ui.add_enabled(checkpoint, egui::Button::new("Convert to ONNX…")).clicked() {
+                out.push(Intent::Convert(crate::app::ConvertIntent::OpenConvert { then_package: false }));
             }
             if ui.add_enabled(kind.is_some_and(|k| k.is_mlflow()), egui::Button::new("Export package…")).clicked() {
                 out.push(Intent::OpenDialog(DialogKind::Export));
@@ -200,6 +206,9 @@ fn central(ui: &mut egui::Ui, state: &mut AppState, out: &mut Vec<Intent>) {
         welcome(ui, state, out);
         return;
     };
+    if state.selected_is_checkpoint() {
+        return convert::checkpoint_view(ui, state, out);
+    }
     if let Some(crate::app::FolderKind::Foreign(foreign)) = state.selected_kind() {
         ui.heading(entry.name());
         explanation(ui, foreign.label(), &format!("{} is a {}.", entry.path.display(), foreign.label()), foreign.next_step());

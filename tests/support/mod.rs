@@ -64,30 +64,62 @@ pub fn runtime_library() -> PathBuf {
 /// Created on first use (needs `python3` and access to PyPI); concurrent tests wait for it.
 pub fn reference_python() -> PathBuf {
     static PYTHON: OnceLock<PathBuf> = OnceLock::new();
-    PYTHON.get_or_init(|| {
-        let requirements = repo().join("tests/python/requirements.txt");
-        let wanted = std::fs::read_to_string(&requirements).expect("read tests/python/requirements.txt");
-        let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("reference-python");
-        std::fs::create_dir_all(&root).expect("create the reference venv directory");
-        let lock = std::fs::File::create(root.join(".lock")).expect("create the venv lock file");
-        lock.lock().expect("lock the reference venv");
-        let venv = root.join("venv");
-        let python = if cfg!(windows) { venv.join("Scripts/python.exe") } else { venv.join("bin/python") };
-        let stamp = root.join("installed-requirements.txt");
-        if std::fs::read_to_string(&stamp).ok().as_deref() != Some(wanted.as_str()) || !python.is_file() {
-            let host = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
-            let _ = std::fs::remove_dir_all(&venv);
-            run(Command::new(&host).args(["-m", "venv"]).arg(&venv), "create the reference venv");
-            run(
-                Command::new(&python).args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r"]).arg(&requirements),
-                "install tests/python/requirements.txt",
-            );
-            std::fs::write(&stamp, &wanted).expect("write the venv stamp");
-        }
-        let _ = lock.unlock();
-        python
-    })
-    .clone()
+    PYTHON
+        .get_or_init(|| {
+            let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("reference-python");
+            private_venv(&repo().join("tests/python/requirements.txt"), &root, &[])
+        })
+        .clone()
+}
+
+/// A Python interpreter with PyTorch, transformers, MLflow and onnxruntime-genai's model builder
+/// (`tests/python/requirements-torch.txt`) for the checkpoint and conversion tests. torch from
+/// PyPI brings its CUDA runtime wheels (about 3 GB installed), so this environment lives once per
+/// machine in the user's cache directory (`MODELDESK_TEST_CACHE` overrides), shared by every
+/// clone and target directory, and the light suites never wait for it. `--no-cache-dir` keeps
+/// pip from holding a second copy of the wheels.
+pub fn torch_python() -> PathBuf {
+    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
+    PYTHON
+        .get_or_init(|| {
+            let cache = std::env::var_os("MODELDESK_TEST_CACHE").map(PathBuf::from).unwrap_or_else(|| {
+                directories::BaseDirs::new().expect("a home directory for the test cache").cache_dir().join("modeldesk-tests")
+            });
+            private_venv(&repo().join("tests/python/requirements-torch.txt"), &cache.join("torch-python"), &["--no-cache-dir"])
+        })
+        .clone()
+}
+
+/// The interpreter of a virtual environment in `root/venv` holding exactly `requirements`:
+/// (re)built when the requirements file differs from the one it was built from, under a file
+/// lock so concurrent tests (and test processes) build it once. Prints how long an install took.
+fn private_venv(requirements: &Path, root: &Path, pip_options: &[&str]) -> PathBuf {
+    let wanted = std::fs::read_to_string(requirements).unwrap_or_else(|e| panic!("read {}: {e}", requirements.display()));
+    std::fs::create_dir_all(root).unwrap_or_else(|e| panic!("create {}: {e}", root.display()));
+    let lock = std::fs::File::create(root.join(".lock")).expect("create the venv lock file");
+    lock.lock().expect("lock the venv");
+    let venv = root.join("venv");
+    let python = if cfg!(windows) { venv.join("Scripts/python.exe") } else { venv.join("bin/python") };
+    let stamp = root.join("installed-requirements.txt");
+    if std::fs::read_to_string(&stamp).ok().as_deref() != Some(wanted.as_str()) || !python.is_file() {
+        let started = std::time::Instant::now();
+        let host = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+        let _ = std::fs::remove_dir_all(&venv);
+        let _ = std::fs::remove_file(&stamp);
+        run(Command::new(&host).args(["-m", "venv"]).arg(&venv), "create a test venv");
+        run(
+            Command::new(&python)
+                .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
+                .args(pip_options)
+                .arg("-r")
+                .arg(requirements),
+            &format!("install {}", requirements.display()),
+        );
+        std::fs::write(&stamp, &wanted).expect("write the venv stamp");
+        eprintln!("installed {} into {} in {:.0} s", requirements.display(), venv.display(), started.elapsed().as_secs_f64());
+    }
+    let _ = lock.unlock();
+    python
 }
 
 fn run(command: &mut Command, what: &str) {
@@ -114,8 +146,13 @@ pub fn python(script: &str, args: &[&str]) -> String {
 
 /// Runs one of the scripts in `tests/python/` with `input` as JSON on stdin; returns its JSON.
 pub fn python_script(name: &str, input: &serde_json::Value) -> serde_json::Value {
+    python_script_with(&reference_python(), name, input)
+}
+
+/// [`python_script`] with another interpreter (for example [`torch_python`]).
+pub fn python_script_with(python: &Path, name: &str, input: &serde_json::Value) -> serde_json::Value {
     use std::{io::Write as _, process::Stdio};
-    let mut child = Command::new(reference_python())
+    let mut child = Command::new(python)
         .arg(repo().join("tests/python").join(name))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
