@@ -4,8 +4,7 @@
 mod support;
 
 use std::{
-    path::{Path, PathBuf},
-    sync::Arc,
+    path::Path,
     time::{Duration, Instant},
 };
 
@@ -20,19 +19,7 @@ use modeldesk::{
     gui::ModelDeskApp,
     mlflow::{create::Task, mlmodel::MlModel, schema::{ColType, DataType, Schema}, yaml::Node},
 };
-use support::gui::{app_sized, create_package, idle, step_until};
-
-#[derive(Debug)]
-struct Dropped(PathBuf);
-
-impl egui::DroppedFile for Dropped {
-    fn path(&self) -> &Path {
-        &self.0
-    }
-    fn bytes(&self) -> Result<Vec<u8>, String> {
-        Err("a folder has no bytes".into())
-    }
-}
+use support::gui::{app_sized, create_package, drop_folder, idle, step_until};
 
 fn app(home: &Path) -> Harness<'static, ModelDeskApp> {
     app_sized(home, [1280.0, 860.0])
@@ -50,11 +37,6 @@ fn change_first_type(harness: &mut Harness<'_, ModelDeskApp>, from: &'static str
     harness.run_steps(2);
     harness.get_by_label(to).click();
     harness.run_steps(2);
-}
-
-fn drop_folder(harness: &mut Harness<'_, ModelDeskApp>, path: &Path) {
-    harness.input_mut().dropped_files.push(Arc::new(Dropped(path.to_path_buf())));
-    harness.step();
 }
 
 /// A fresh app (its own home) with `folder` dropped on it and everything settled.

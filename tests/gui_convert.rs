@@ -8,7 +8,6 @@ mod support;
 
 use std::{
     path::{Path, PathBuf},
-    sync::Arc,
 };
 
 use egui::accesskit::Role;
@@ -20,19 +19,7 @@ use modeldesk::{
     app::{FolderKind, PackageKind},
     gui::ModelDeskApp,
 };
-use support::gui::{app_sized, idle, step_until};
-
-#[derive(Debug)]
-struct Dropped(PathBuf);
-
-impl egui::DroppedFile for Dropped {
-    fn path(&self) -> &Path {
-        &self.0
-    }
-    fn bytes(&self) -> Result<Vec<u8>, String> {
-        Err("a folder has no bytes".into())
-    }
-}
+use support::gui::{app_sized, drop_folder, idle, step_until};
 
 /// A copy of the checkpoint fixture in `dir` (destinations are written beside it).
 fn checkpoint_in(dir: &Path) -> PathBuf {
@@ -52,8 +39,7 @@ fn checkpoint_in(dir: &Path) -> PathBuf {
 fn app_with_checkpoint(home: &Path, checkpoint: &Path) -> Harness<'static, ModelDeskApp> {
     let mut harness = app_sized(home, [1280.0, 900.0]);
     idle(&mut harness);
-    harness.input_mut().dropped_files.push(Arc::new(Dropped(checkpoint.to_path_buf())));
-    harness.step();
+    drop_folder(&mut harness, checkpoint);
     idle(&mut harness);
     harness
 }

@@ -32,9 +32,12 @@ fn hub_settings(server: &HubServer, cache: &Path) -> HubSettings {
     HubSettings::from_lookup(lookup, Some(Path::new("/nonexistent-home"))).unwrap()
 }
 
-fn app(home: &Path, settings: HubSettings) -> Harness<'static, ModelDeskApp> {
+/// The app with the Hub settings of a test server, the Get a model view open.
+fn app_in_view(home: &Path, settings: HubSettings) -> Harness<'static, ModelDeskApp> {
     let mut harness = app_sized(home, [1280.0, 1100.0]);
     harness.state_mut().state.get_model.use_settings(settings);
+    idle(&mut harness);
+    open_view(&mut harness);
     harness
 }
 
@@ -55,9 +58,7 @@ fn catalog_download_shows_progress_cancels_resumes_and_opens_in_the_library() {
     let server = HubServer::start();
     let cache = tempfile::tempdir().unwrap();
     let home = tempfile::tempdir().unwrap();
-    let mut harness = app(home.path(), hub_settings(&server, cache.path()));
-    idle(&mut harness);
-    open_view(&mut harness);
+    let mut harness = app_in_view(home.path(), hub_settings(&server, cache.path()));
 
     // Four models, each with its CPU int4 variant preselected, its size and what it needs.
     for title in ["Phi-3 mini 4k instruct", "Phi-3 mini 128k instruct", "Phi-3.5 mini instruct", "Phi-4 mini instruct"] {
@@ -122,9 +123,7 @@ fn models_already_in_the_cache_open_without_a_request() {
     let other = downloader.download(&DownloadRequest::new(REPO, None, Some(VARIANT)).unwrap(), &no_cancel, &mut |_| {}).unwrap();
     let before = server.total_requests();
 
-    let mut harness = app(home.path(), hub_settings(&server, cache.path()));
-    idle(&mut harness);
-    open_view(&mut harness);
+    let mut harness = app_in_view(home.path(), hub_settings(&server, cache.path()));
     assert_eq!(harness.query_all_by_label("Already on this computer").count(), 1);
     assert!(harness.query_by_label("Also in your Hugging Face cache").is_some());
     assert!(harness.query_by_label(&format!("{REPO} · {VARIANT}")).is_some());
@@ -149,9 +148,7 @@ fn a_gated_model_explains_hf_token() {
     let server = HubServer::start();
     let cache = tempfile::tempdir().unwrap();
     let home = tempfile::tempdir().unwrap();
-    let mut harness = app(home.path(), hub_settings(&server, cache.path()));
-    idle(&mut harness);
-    open_view(&mut harness);
+    let mut harness = app_in_view(home.path(), hub_settings(&server, cache.path()));
     // The second entry (Phi-3 mini 128k) is gated on this server.
     harness.get_all_by_label("Download").nth(1).expect("a second Download button").click();
     idle(&mut harness);

@@ -8,7 +8,6 @@ mod support;
 
 use std::{
     path::{Path, PathBuf},
-    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -25,36 +24,16 @@ use modeldesk::{
 };
 use serde_json::{Value, json};
 use support::{
-    gui::{idle, step_until},
+    gui::{drop_folder, idle, step_until, type_into},
     mlflow_server::{Mlflow2Proxy, MlflowServer, ScoringServer, echo_chat_package, http_get},
 };
-
-#[derive(Debug)]
-struct Dropped(PathBuf);
-
-impl egui::DroppedFile for Dropped {
-    fn path(&self) -> &Path {
-        &self.0
-    }
-    fn bytes(&self) -> Result<Vec<u8>, String> {
-        Err("a folder has no bytes".into())
-    }
-}
 
 fn app(home: &Path) -> Harness<'static, ModelDeskApp> {
     support::gui::app_sized(home, [1280.0, 900.0])
 }
 
-fn type_into(harness: &mut Harness<'_, ModelDeskApp>, label: &str, text: &str) {
-    harness.get_by_role_and_label(Role::TextInput, label).focus();
-    harness.step();
-    harness.get_by_role_and_label(Role::TextInput, label).type_text(text);
-    harness.run_steps(3);
-}
-
 fn open_folder(harness: &mut Harness<'_, ModelDeskApp>, path: &Path) {
-    harness.input_mut().dropped_files.push(Arc::new(Dropped(path.to_path_buf())));
-    harness.step();
+    drop_folder(harness, path);
     idle(harness);
 }
 

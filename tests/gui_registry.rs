@@ -21,17 +21,10 @@ use modeldesk::{
         types::KeyValue,
     },
 };
-use support::{gui::idle, mlflow_server::MlflowServer};
+use support::{gui::{idle, type_into}, mlflow_server::MlflowServer};
 
 fn app(home: &Path) -> Harness<'static, ModelDeskApp> {
     support::gui::app_sized(home, [1280.0, 900.0])
-}
-
-fn type_into(harness: &mut Harness<'_, ModelDeskApp>, label: &str, text: &str) {
-    harness.get_by_role_and_label(Role::TextInput, label).focus();
-    harness.step();
-    harness.get_by_role_and_label(Role::TextInput, label).type_text(text);
-    harness.run_steps(3);
 }
 
 

@@ -145,12 +145,29 @@ fn list(client: &TrackingClient, filter: Option<&str>, as_json: bool) -> Result<
 }
 
 /// A progress line on stderr for pulls and pushes.
-fn progress_line(files_done: usize, files_total: usize, bytes_done: u64, bytes_total: u64) {
-    eprint!(
-        "\r{files_done}/{files_total} files, {} / {}   ",
-        crate::memory::human_bytes(bytes_done),
-        crate::memory::human_bytes(bytes_total)
-    );
+/// A transfer's progress on one stderr line, redrawn at most five times a second and ended
+/// when the last file is done.
+struct ProgressLine {
+    last: Option<Instant>,
+}
+
+impl ProgressLine {
+    fn new() -> Self {
+        Self { last: None }
+    }
+
+    fn show(&mut self, files_done: usize, files_total: usize, bytes_done: u64, bytes_total: u64) {
+        let finished = files_done == files_total;
+        if self.last.is_some_and(|last| last.elapsed().as_millis() < 200) && !finished {
+            return;
+        }
+        self.last = Some(Instant::now());
+        let (done, total) = (crate::memory::human_bytes(bytes_done), crate::memory::human_bytes(bytes_total));
+        eprint!("\r{files_done}/{files_total} files, {done} / {total}   ");
+        if finished {
+            eprintln!();
+        }
+    }
 }
 
 fn pull(client: &TrackingClient, uri: &str, dest: Option<PathBuf>, as_json: bool) -> Result<()> {
@@ -160,16 +177,10 @@ fn pull(client: &TrackingClient, uri: &str, dest: Option<PathBuf>, as_json: bool
         None => Destination::Cache(AppDirs::discover().context("no home directory for the app's cache; pass --dest")?.data.join("mlflow")),
     };
     let started = Instant::now();
-    let mut last = Instant::now();
+    let mut line = ProgressLine::new();
     let pull::Pulled { folder, origin, cached, resumed_bytes } = pull::pull(client, &uri, &destination, &mut |event| match event {
         PullEvent::Resolved { files, bytes, .. } if !as_json => eprintln!("{uri}: {files} files, {}", crate::memory::human_bytes(bytes)),
-        PullEvent::Progress(p) if last.elapsed().as_millis() >= 200 || p.files_done == p.files_total => {
-            last = Instant::now();
-            progress_line(p.files_done, p.files_total, p.bytes_done, p.bytes_total);
-            if p.files_done == p.files_total {
-                eprintln!();
-            }
-        }
+        PullEvent::Progress(p) => line.show(p.files_done, p.files_total, p.bytes_done, p.bytes_total),
         _ => {}
     })?;
     if as_json {
@@ -188,16 +199,10 @@ fn push(client: &TrackingClient, request: &PushRequest, as_json: bool) -> Result
         bail!("{} is not a folder", request.folder.display());
     }
     let started = Instant::now();
-    let mut last = Instant::now();
+    let mut line = ProgressLine::new();
     let pushed = push::push(client, request, &mut |event| match event {
         PushEvent::Step(step) if !as_json => eprintln!("{}…", step.label()),
-        PushEvent::Progress(p) if last.elapsed().as_millis() >= 200 || p.files_done == p.files_total => {
-            last = Instant::now();
-            progress_line(p.files_done, p.files_total, p.bytes_done, p.bytes_total);
-            if p.files_done == p.files_total {
-                eprintln!();
-            }
-        }
+        PushEvent::Progress(p) => line.show(p.files_done, p.files_total, p.bytes_done, p.bytes_total),
         _ => {}
     })?;
     if as_json {

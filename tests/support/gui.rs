@@ -2,11 +2,13 @@
 //! until background work has reported, and a package made the way `create` makes it.
 
 use std::{
-    path::Path,
+    path::{Path, PathBuf},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
-use egui_kittest::Harness;
+use egui::accesskit::Role;
+use egui_kittest::{Harness, kittest::Queryable as _};
 use modeldesk::{
     app::StartupOptions,
     app_dirs::AppDirs,
@@ -44,4 +46,31 @@ pub fn create_package(out: &Path, task: Task) {
     let options = CreateOptions { task, name: None, python_version: Some("3.11.7".into()) };
     create_from_onnx(&super::tiny_phi3(), out, &options, &mut |_| {}, &std::sync::atomic::AtomicBool::new(false))
         .unwrap_or_else(|e| panic!("creating {}: {e}", out.display()));
+}
+
+/// A folder dropped on the window, as the desktop hands it over (a path, no bytes).
+#[derive(Debug)]
+struct DroppedFolder(PathBuf);
+
+impl egui::DroppedFile for DroppedFolder {
+    fn path(&self) -> &Path {
+        &self.0
+    }
+    fn bytes(&self) -> Result<Vec<u8>, String> {
+        Err("a folder has no bytes".into())
+    }
+}
+
+/// Drops `path` on the window and lets one frame take it.
+pub fn drop_folder(harness: &mut Harness<'_, ModelDeskApp>, path: &Path) {
+    harness.input_mut().dropped_files.push(Arc::new(DroppedFolder(path.to_path_buf())));
+    harness.step();
+}
+
+/// Types `text` into the text field labelled `label`.
+pub fn type_into(harness: &mut Harness<'_, ModelDeskApp>, label: &str, text: &str) {
+    harness.get_by_role_and_label(Role::TextInput, label).focus();
+    harness.step();
+    harness.get_by_role_and_label(Role::TextInput, label).type_text(text);
+    harness.run_steps(3);
 }
