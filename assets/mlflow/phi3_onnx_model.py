@@ -11,7 +11,7 @@ temperature, top_p, top_k, do_sample, repetition_penalty (taken from genai_confi
 Requests come in every shape MLflow's pyfunc and scoring server hand over: a string (prompt
 packages), a dict of scalars (one request), a dict of lists (one request per item), a pandas
 DataFrame or a list of dicts (one request per row). Generation options (max_tokens, max_length,
-temperature, top_p, top_k, do_sample, repetition_penalty) come as predict params or as keys of a
+temperature, top_p, top_k, do_sample, repetition_penalty, seed) come as predict params or as keys of a
 request row; a row's own value wins. `max_tokens` limits the completion alone.
 """
 import json
@@ -24,7 +24,7 @@ import mlflow
 from mlflow.pyfunc import PythonModel
 
 SEARCH_KEYS = ("max_length", "temperature", "top_p", "top_k", "do_sample", "repetition_penalty")
-INTEGER_OPTIONS = ("max_tokens", "max_length", "top_k")
+INTEGER_OPTIONS = ("max_tokens", "max_length", "top_k", "seed")
 FLOAT_OPTIONS = ("temperature", "top_p", "repetition_penalty")
 
 
@@ -134,6 +134,8 @@ class Phi3OnnxModel(PythonModel):
         ids = [int(i) for i in self.tokenizer.encode(prompt)]
         search = dict(self.search)
         search.update({k: v for k, v in options.items() if k in SEARCH_KEYS})
+        if options.get("seed") is not None:
+            search["random_seed"] = options["seed"]  # sampling with a seed is repeatable
         limit = int(search.get("max_length") or self.context_length)
         if options.get("max_tokens") is not None:
             limit = min(limit, len(ids) + options["max_tokens"])

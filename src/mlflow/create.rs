@@ -139,10 +139,22 @@ pub fn chat_signature() -> Signature {
 }
 
 /// Generation options a request may give as predict params (top-level keys of the request body
-/// over `mlflow models serve`); a null default means the model's own setting.
+/// over `mlflow models serve`), with the types MLflow checks them against before the wrapper
+/// sees them. `seed` is onnxruntime-genai's `random_seed`: sampling with one is repeatable.
+pub const GENERATION_PARAMS: [(&str, DataType); 8] = [
+    ("max_tokens", DataType::Long),
+    ("max_length", DataType::Long),
+    ("temperature", DataType::Double),
+    ("top_p", DataType::Double),
+    ("top_k", DataType::Long),
+    ("do_sample", DataType::Boolean),
+    ("repetition_penalty", DataType::Double),
+    ("seed", DataType::Long),
+];
+
+/// [`GENERATION_PARAMS`] as a params schema; a null default means the model's own setting.
 fn generation_params() -> Vec<ParamSpec> {
-    use DataType::*;
-    [("max_tokens", Long), ("max_length", Long), ("temperature", Double), ("top_p", Double), ("top_k", Long), ("do_sample", Boolean), ("repetition_penalty", Double)]
+    GENERATION_PARAMS
         .into_iter()
         .map(|(name, ty)| ParamSpec { name: name.into(), ty: ParamType::Base(ty), default: serde_json::Value::Null, shape: None })
         .collect()

@@ -73,6 +73,12 @@ pub(super) fn loaded_model(state: &AppState) -> Result<Arc<LoadedModel>, ApiErro
     state.queue.model().ok_or_else(|| ApiError::unavailable("No model is loaded."))
 }
 
+/// The prompt's token count as the engine encodes it.
+pub(super) async fn count_prompt_tokens(model: Arc<LoadedModel>, prompt: Prompt) -> Result<usize, ApiError> {
+    let work = tokio::task::spawn_blocking(move || model.prompt_ids(&prompt).map(|ids| ids.len()).map_err(|e| ApiError::invalid(e.to_string())));
+    work.await.map_err(|e| ApiError::internal(format!("counting the prompt's tokens failed: {e}")))?
+}
+
 /// Encodes the prompt as the engine will and refuses it when it leaves no room for a reply.
 /// Returns the prompt's token count.
 pub(super) async fn check_prompt(model: Arc<LoadedModel>, prompt: Prompt, options: GenerateOptions) -> Result<usize, ApiError> {
