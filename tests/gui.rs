@@ -518,7 +518,8 @@ fn a_long_paste_leaves_the_message_box_and_send_in_a_small_window() {
     harness.run_steps(2);
     let paste: String = (0..300).map(|i| format!("line {i} of a long paste\n")).collect();
     harness.event(egui::Event::Paste(paste.clone()));
-    harness.run_steps(4);
+    // Waits for the context meter's count of the draft too: its label widens the model bar.
+    idle(&mut harness);
     assert_eq!(harness.state().state.chat.draft, paste);
     let screen = egui::Rect::from_min_size(egui::Pos2::ZERO, egui::vec2(720.0, 480.0));
     let send = harness.get_by_label("Send").rect();

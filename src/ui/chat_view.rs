@@ -57,7 +57,9 @@ fn cannot_chat(ui: &mut Ui, state: &mut AppState, out: &mut Vec<Intent>) {
 }
 
 fn model_bar(ui: &mut Ui, state: &mut AppState, out: &mut Vec<Intent>) {
-    ui.horizontal(|ui| {
+    // Wraps in a narrow window: a row wider than the panel would widen the whole chat column
+    // and push the Send button off screen.
+    ui.horizontal_wrapped(|ui| {
         let session = state.selected_session();
         if session.is_some_and(|s| s.is_loading()) {
             ui.spinner();
