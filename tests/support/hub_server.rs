@@ -250,9 +250,12 @@ fn visible_repo<'a>(state: &'a HubState, id: &str, headers: &HeaderMap) -> Resul
     Ok(repo)
 }
 
-fn check_revision(repo: &FakeRepo, rev: &str) -> Result<(), Response> {
+/// The repository `org/name` at `rev` as the caller may see it, or the Hub's error answer.
+fn repo_at<'a>(state: &'a HubState, org: &str, name: &str, rev: &str, headers: &HeaderMap) -> Result<(String, &'a FakeRepo), Response> {
+    let id = format!("{org}/{name}");
+    let repo = visible_repo(state, &id, headers)?;
     if rev == "main" || rev == repo.commit {
-        Ok(())
+        Ok((id, repo))
     } else {
         Err(hub_error(StatusCode::NOT_FOUND, "RevisionNotFound", &format!("Invalid rev id: {rev}")))
     }
@@ -260,14 +263,10 @@ fn check_revision(repo: &FakeRepo, rev: &str) -> Result<(), Response> {
 
 async fn revision(State(state): State<Arc<HubState>>, UrlPath((org, name, rev)): UrlPath<(String, String, String)>, headers: HeaderMap) -> Response {
     count(&state, "revision");
-    let id = format!("{org}/{name}");
-    let repo = match visible_repo(&state, &id, &headers) {
-        Ok(repo) => repo,
+    let (id, repo) = match repo_at(&state, &org, &name, &rev, &headers) {
+        Ok(found) => found,
         Err(response) => return response,
     };
-    if let Err(response) = check_revision(repo, &rev) {
-        return response;
-    }
     let siblings: Vec<_> = repo.files.iter().map(|f| json!({"rfilename": f.path})).collect();
     Json(json!({"id": id, "modelId": id, "sha": repo.commit, "private": false, "gated": repo.gated, "siblings": siblings})).into_response()
 }
@@ -286,14 +285,10 @@ async fn tree(
 ) -> Response {
     const PAGE: usize = 2;
     count(&state, "tree");
-    let id = format!("{org}/{name}");
-    let repo = match visible_repo(&state, &id, &headers) {
-        Ok(repo) => repo,
+    let (id, repo) = match repo_at(&state, &org, &name, &rev, &headers) {
+        Ok(found) => found,
         Err(response) => return response,
     };
-    if let Err(response) = check_revision(repo, &rev) {
-        return response;
-    }
     let mut entries = Vec::new();
     let mut directories: Vec<String> = Vec::new();
     for file in &repo.files {
@@ -330,14 +325,10 @@ async fn resolve(
     headers: HeaderMap,
 ) -> Response {
     count(&state, "resolve");
-    let id = format!("{org}/{name}");
-    let repo = match visible_repo(&state, &id, &headers) {
-        Ok(repo) => repo,
+    let (_, repo) = match repo_at(&state, &org, &name, &rev, &headers) {
+        Ok(found) => found,
         Err(response) => return response,
     };
-    if let Err(response) = check_revision(repo, &rev) {
-        return response;
-    }
     let Some(file) = repo.files.iter().find(|f| f.path == path) else {
         return hub_error(StatusCode::NOT_FOUND, "EntryNotFound", &format!("{path} does not exist on \"{rev}\""));
     };
