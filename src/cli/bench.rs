@@ -47,11 +47,19 @@ pub struct BenchArgs {
     /// Re-read the whole conversation every turn instead of reusing the KV cache.
     #[arg(long, requires = "turns")]
     pub no_reuse: bool,
+    /// Measure prompt-lookup decoding: decode speed with and without it, alternating run by
+    /// run, on free text and on a copy-heavy context (the prompt, the model's reply, the prompt
+    /// again), and whether it gave plain greedy decoding's ids.
+    #[arg(long, conflicts_with = "turns")]
+    pub prompt_lookup: bool,
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
     if let Some(turns) = args.turns {
         return super::bench_turns::run(&args, turns);
+    }
+    if args.prompt_lookup {
+        return super::bench_lookup::run(&args);
     }
     if args.runs == 0 || args.gen_tokens == 0 || args.prompt_tokens == 0 {
         bail!("--runs, --gen-tokens and --prompt-tokens must be at least 1");

@@ -9,7 +9,9 @@ pub mod folder;
 pub mod generate;
 pub mod graph_scan;
 pub mod kv_cache;
+pub mod prompt_lookup;
 pub mod sampling;
+mod stop;
 pub mod tokenizer;
 pub mod worker;
 
@@ -284,6 +286,12 @@ impl Engine {
         let config = &self.folder.config;
         let mut resolved = generate::resolve(options, &config.search, config.default_max_length(), config.model.context_length)?;
         resolved.rope_rewind_at = generate::rope_rewind_threshold(&config.model.model_type);
+        // A verification run must not straddle LongRoPE's switch (its rows would all use the
+        // table the last one picks), so drafts need to know where it is.
+        if let Some(graph) = &self.facts.graph {
+            resolved.long_rope_switch = graph.long_rope_switch;
+            resolved.drafts_allowed = !graph.long_rope || graph.long_rope_switch.is_some();
+        }
         Ok(resolved)
     }
 
