@@ -27,6 +27,10 @@ pub struct BenchArgs {
     pub threads: Option<usize>,
     #[arg(long, value_enum, default_value_t = KvModeArg::Shared)]
     pub kv_mode: KvModeArg,
+    /// Let idle ONNX Runtime threads spin while waiting for work (ONNX Runtime's and
+    /// onnxruntime-genai's default; ModelDesk lets them sleep unless the folder's config says so).
+    #[arg(long)]
+    pub spinning: bool,
     /// The sequence limit (default: prompt + generated tokens). ModelDesk reserves KV memory as
     /// the sequence grows, whatever this is.
     #[arg(long, value_parser = super::value::tokens)]
@@ -65,7 +69,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         bail!("--runs, --gen-tokens and --prompt-tokens must be at least 1");
     }
     let runtime = load_runtime()?;
-    let settings = DecoderSettings { intra_threads: args.threads, kv_mode: args.kv_mode.into() };
+    let settings = DecoderSettings { intra_threads: args.threads, kv_mode: args.kv_mode.into(), thread_spinning: args.spinning.then_some(true) };
     let started = Instant::now();
     let mut engine = Engine::load(runtime, &args.model, &settings)?;
     let load_ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -99,6 +103,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let report = json!({
         "model": engine.facts.folder,
         "threads": engine.facts.intra_threads,
+        "thread_spinning": engine.facts.thread_spinning,
         "prompt_tokens": args.prompt_tokens,
         "gen_tokens": args.gen_tokens,
         "runs": args.runs,
@@ -118,13 +123,14 @@ pub fn run(args: BenchArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         println!(
-            "load {:.0} ms · first token {:.1} ms · prefill {:.1} tok/s · decode {:.1} tok/s (medians of {} runs, {} threads) · peak RSS {:.0} MB",
+            "load {:.0} ms · first token {:.1} ms · prefill {:.1} tok/s · decode {:.1} tok/s (medians of {} runs, {} threads{}) · peak RSS {:.0} MB",
             load_ms,
             report["time_to_first_token_ms"]["median"].as_f64().unwrap_or_default(),
             report["prefill_tokens_per_second"]["median"].as_f64().unwrap_or_default(),
             report["decode_tokens_per_second"]["median"].as_f64().unwrap_or_default(),
             args.runs,
             engine.facts.intra_threads,
+            if engine.facts.thread_spinning { ", spinning" } else { "" },
             report["peak_rss_mb"].as_f64().unwrap_or_default(),
         );
         let step = &report["decode_step_ms"];

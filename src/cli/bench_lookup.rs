@@ -40,7 +40,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         bail!("--runs, --gen-tokens and --prompt-tokens must be at least 1");
     }
     let runtime = load_runtime()?;
-    let settings = DecoderSettings { intra_threads: args.threads, kv_mode: args.kv_mode.into() };
+    let settings = DecoderSettings { intra_threads: args.threads, kv_mode: args.kv_mode.into(), thread_spinning: args.spinning.then_some(true) };
     let mut engine = Engine::load(runtime, &args.model, &settings)?;
     let free = bench_prompt(&engine, args.prompt_tokens)?;
     let max_length = |prompt: usize| Some(args.max_length.unwrap_or(prompt + args.gen_tokens).max(prompt + args.gen_tokens));

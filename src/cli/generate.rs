@@ -68,6 +68,9 @@ pub struct GenerateArgs {
     /// Keep the KV cache in shared buffers (default) or grow the past each step.
     #[arg(long, value_enum, default_value_t = KvModeArg::Shared)]
     pub kv_mode: KvModeArg,
+    /// Let idle ONNX Runtime threads spin while waiting for work (ONNX Runtime's default).
+    #[arg(long)]
+    pub spinning: bool,
     /// Prompt-lookup decoding: draft the next tokens from text the context already holds and
     /// check them in one run (greedy only; can rarely differ from plain decoding at a near tie).
     #[arg(long)]
@@ -76,7 +79,7 @@ pub struct GenerateArgs {
 
 pub fn run(args: GenerateArgs) -> Result<()> {
     let runtime = load_runtime()?;
-    let settings = DecoderSettings { intra_threads: args.threads, kv_mode: args.kv_mode.into() };
+    let settings = DecoderSettings { intra_threads: args.threads, kv_mode: args.kv_mode.into(), thread_spinning: args.spinning.then_some(true) };
     let mut engine =
         Engine::load(runtime, &args.model, &settings).with_context(|| format!("loading {}", args.model.display()))?;
     for warning in &engine.facts.warnings {

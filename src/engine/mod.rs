@@ -92,6 +92,8 @@ pub struct ModelFacts {
     pub outputs: Vec<String>,
     pub execution_providers: Vec<String>,
     pub intra_threads: usize,
+    /// Whether idle intra-op threads spin (see `DecoderSettings::thread_spinning`).
+    pub thread_spinning: bool,
     pub warnings: Vec<String>,
     pub template_source: tokenizer::TemplateSource,
     pub load_ms: f64,
@@ -190,6 +192,7 @@ impl Engine {
             outputs: decoder.io.outputs.clone(),
             execution_providers: decoder.facts.execution_providers.clone(),
             intra_threads: decoder.facts.intra_threads,
+            thread_spinning: decoder.facts.thread_spinning,
             warnings: decoder.facts.warnings.clone(),
             template_source: tokenizer.template_source,
             load_ms: 0.0,
