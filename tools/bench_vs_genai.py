@@ -3,7 +3,7 @@
 prints the ratios (ModelDesk / genai; above 1.0 is better for speeds, below 1.0 for time and memory).
 
     python3 tools/bench_vs_genai.py MODEL_DIR [--prompt-tokens 128] [--gen-tokens 128] [--runs 5]
-        [--rounds 3] [--threads N] [--max-length N] [--modeldesk target/release/modeldesk] [--json]
+        [--rounds 3] [--threads N] [--max-length N] [--spinning] [--modeldesk target/release/modeldesk] [--json]
 
 Needs `pip install -r tests/python/requirements.txt`. Each tool runs in its own process, the
 two alternating for --rounds rounds (which goes first alternates too) whose runs are pooled; the
@@ -11,7 +11,8 @@ ratio of the pooled medians is printed with the spread of the per-round ratios, 
 smaller than that spread is noise. Each process does one warm-up run,
 then --runs measured runs of exactly --gen-tokens tokens after a --prompt-tokens
 prompt (ModelDesk suppresses EOS; genai masks it with min_length, which has the same effect).
-Without --threads, each tool uses its own default thread count.
+Without --threads, each tool uses its own default thread count. With --spinning, ModelDesk's idle
+ONNX Runtime threads spin as genai's do (ONNX Runtime's default; ModelDesk's own is to let them sleep).
 """
 import argparse
 import json
@@ -92,6 +93,7 @@ def main():
     parser.add_argument("--max-length", type=int, default=0,
                         help="sequence limit for both tools (default: prompt + generated); genai reserves KV for all of it")
     parser.add_argument("--modeldesk", default=None, help="the modeldesk binary (default: target dir or PATH)")
+    parser.add_argument("--spinning", action="store_true", help="ModelDesk's idle threads spin, as genai's do")
     parser.add_argument("--rounds", type=int, default=3,
                         help="alternate the two tools this many times and pool their runs (evens out machine drift)")
     parser.add_argument("--json", action="store_true")
@@ -116,7 +118,8 @@ def main():
         return merged
 
     def run_ours():
-        return json.loads(subprocess.run([binary, "bench", "--model", args.model, "--json", *common, *threads],
+        spinning = ["--spinning"] if args.spinning else []
+        return json.loads(subprocess.run([binary, "bench", "--model", args.model, "--json", *common, *threads, *spinning],
                                          check=True, capture_output=True, text=True).stdout)
 
     def run_theirs():
@@ -142,7 +145,7 @@ def main():
         ("prefill tokens/s", "prefill_tokens_per_second", True),
         ("time to first token (ms)", "time_to_first_token_ms", False),
     ]
-    result = {"model": args.model, "threads": args.threads or "defaults", "prompt_tokens": args.prompt_tokens,
+    result = {"model": args.model, "threads": args.threads or "defaults", "modeldesk_spinning": args.spinning, "prompt_tokens": args.prompt_tokens,
               "gen_tokens": args.gen_tokens, "runs": args.runs * args.rounds, "modeldesk": ours, "onnxruntime_genai": theirs,
               "ratios": {}, "round_ratios": round_ratios, "load_average": {"start": load_before, "end": os.getloadavg()},
               "modeldesk_decode_step_ms": [r.get("decode_step_ms") for r in ours_runs]}
@@ -153,7 +156,8 @@ def main():
         print(json.dumps(result, indent=2))
         return
     print(f"{os.path.basename(os.path.normpath(args.model))}: prompt {args.prompt_tokens}, generate {args.gen_tokens}, "
-          f"{args.rounds} alternating rounds of {args.runs} runs, threads {args.threads or 'each default'} (medians)")
+          f"{args.rounds} alternating rounds of {args.runs} runs, threads {args.threads or 'each default'}"
+          f"{', ModelDesk spinning too' if args.spinning else ''} (medians)")
     print(f"{'':28}{'ModelDesk':>12}{'genai':>12}{'ratio':>8}  per-round ratios")
     for label, key, _ in rows:
         spread = round_ratios[key]
