@@ -72,6 +72,7 @@ pub fn layer(base: &GenerateOptions, over: &GenerateOptions) -> GenerateOptions 
         suppress_eos: over.suppress_eos || base.suppress_eos,
         kv_mode: over.kv_mode,
         ignore_cached_prefix: over.ignore_cached_prefix || base.ignore_cached_prefix,
+        prompt_lookup: over.prompt_lookup.or(base.prompt_lookup),
     }
 }
 

@@ -33,6 +33,35 @@ fn family_quantisation_and_provider_come_from_the_config_and_the_graph() {
     assert_eq!(expected.len(), 6);
 }
 
+/// Idle ONNX Runtime threads sleep unless the caller or the folder's `config_entries` (applied
+/// as onnxruntime-genai applies them) says they spin; the LongRoPE switch is read from the graph.
+#[test]
+fn thread_spinning_follows_the_caller_then_the_folder() {
+    let tiny = support::tiny_phi3();
+    assert!(!facts_of(&tiny).thread_spinning, "ModelDesk's default: threads sleep");
+    let spinning = DecoderSettings { thread_spinning: Some(true), ..DecoderSettings::default() };
+    assert!(Engine::load(support::runtime(), &tiny, &spinning).unwrap().facts.thread_spinning);
+
+    let copy = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(&tiny).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), copy.path().join(entry.file_name())).unwrap();
+    }
+    let path = copy.path().join("genai_config.json");
+    let mut config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    config["model"]["decoder"]["session_options"]["config_entries"] =
+        serde_json::json!({"session.intra_op.allow_spinning": "1", "session.dynamic_block_base": "4"});
+    std::fs::write(&path, serde_json::to_string(&config).unwrap()).unwrap();
+    let facts = facts_of(copy.path());
+    assert!(facts.thread_spinning, "the folder asks for spinning");
+    assert!(facts.warnings.is_empty(), "config_entries is a known key: {:?}", facts.warnings);
+    let sleeping = DecoderSettings { thread_spinning: Some(false), ..DecoderSettings::default() };
+    assert!(!Engine::load(support::runtime(), copy.path(), &sleeping).unwrap().facts.thread_spinning, "the caller wins");
+
+    let longrope = |name: &str| facts_of(&support::shared().join("fixtures").join(name)).graph.unwrap().long_rope_switch;
+    assert_eq!((longrope("phi35-micro-int4"), longrope("phi4mini-micro-int4"), longrope("phi3-micro-int4")), (Some(64), Some(64), None));
+}
+
 #[test]
 fn a_128k_context_allocates_nothing_up_front() {
     // tiny-phi4mini with Phi-3.5-mini's configured context of 131,072 tokens.

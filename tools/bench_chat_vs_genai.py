@@ -4,13 +4,19 @@ onnxruntime-genai in its chat mode (one generator, each turn appended) and with 
 conversation prefilled again every turn. Prints the table and the ratios.
 
     python3 tools/bench_chat_vs_genai.py MODEL_DIR [--turns 5] [--user-tokens 120] [--reply-tokens 60]
-        [--threads 2] [--runs 1] [--rounds 2] [--modeldesk target/release/modeldesk] [--json]
+        [--threads 2] [--runs 1] [--rounds 2] [--tokenizer DIR] [--modeldesk target/release/modeldesk] [--json]
 
 Needs `pip install -r tests/python/requirements.txt`. ModelDesk runs `modeldesk bench --turns …`;
 its JSON names the system prompt and user messages, which the genai side then uses, so both tools
 see the same conversation. Replies are exactly --reply-tokens tokens (EOS suppressed in ModelDesk,
 masked through min_length in genai). Each tool and mode runs in its own process, the four
 alternating for --rounds rounds whose samples are pooled (medians are shown).
+
+--tokenizer DIR runs both tools on a linked copy of the model whose tokenizer.json and
+tokenizer_config.json come from DIR (for example ../shared/fixtures/phi3-tokenizers/phi-3-mini,
+whose 32,064 ids fit the Phi-3-mini-shaped model's logits), with genai_config.json's EOS, pad and
+BOS ids taken from that tokenizer. Replies then print as real tokens, so ModelDesk, which sends each
+reply back as text, reuses the previous reply when its text encodes back to the same ids.
 """
 import argparse
 import json
@@ -21,6 +27,29 @@ import subprocess
 import sys
 import tempfile
 import time
+
+
+def with_tokenizer(model, tokenizer_dir, into):
+    """A linked copy of `model` using the tokenizer files in `tokenizer_dir` (see the docstring)."""
+    copy = os.path.join(into, os.path.basename(os.path.normpath(model)) + "-tokenizer")
+    os.makedirs(copy)
+    for name in os.listdir(model):
+        if name not in ("genai_config.json", "tokenizer.json", "tokenizer_config.json"):
+            os.symlink(os.path.abspath(os.path.join(model, name)), os.path.join(copy, name))
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copyfile(os.path.join(tokenizer_dir, name), os.path.join(copy, name))
+    added = {t["content"]: t["id"] for t in json.load(open(os.path.join(tokenizer_dir, "tokenizer.json")))["added_tokens"]}
+    config = json.load(open(os.path.join(model, "genai_config.json")))
+    try:
+        config["model"]["eos_token_id"] = [added["<|endoftext|>"], added["<|assistant|>"], added["<|end|>"]]
+        config["model"]["pad_token_id"] = added["<|endoftext|>"]
+        config["model"]["bos_token_id"] = added["<s>"]
+    except KeyError as missing:
+        raise SystemExit(f"{tokenizer_dir}: the tokenizer has no {missing} token (a Phi-3 tokenizer is expected)")
+    if max(added.values()) >= config["model"]["vocab_size"]:
+        raise SystemExit(f"{tokenizer_dir}: the tokenizer's ids do not fit the model's {config['model']['vocab_size']} logits")
+    json.dump(config, open(os.path.join(copy, "genai_config.json"), "w"), indent=4)
+    return copy
 
 
 def genai_config_copy(model, threads):
@@ -92,13 +121,23 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--runs", type=int, default=1, help="conversations per process")
     parser.add_argument("--rounds", type=int, default=2, help="alternate the four measurements this many times")
+    parser.add_argument("--tokenizer", default=None, help="a folder with tokenizer.json and tokenizer_config.json to use instead")
     parser.add_argument("--modeldesk", default=None)
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--genai-child", choices=["chat", "reprefill"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.genai_child:
         return genai_child(args)
+    if args.tokenizer:
+        with tempfile.TemporaryDirectory(prefix="chat-bench-") as scratch:
+            shown = os.path.basename(os.path.normpath(args.model))
+            args.model = with_tokenizer(args.model, args.tokenizer, scratch)
+            return measure(args, shown)
+    return measure(args, os.path.basename(os.path.normpath(args.model)))
 
+
+def measure(args, shown):
+    load_before = os.getloadavg()
     binary = args.modeldesk or shutil.which("modeldesk")
     if binary is None:
         target = os.environ.get("CARGO_TARGET_DIR", os.path.join(os.path.dirname(__file__), "..", "target"))
@@ -124,6 +163,7 @@ def main():
             turns = json.loads(subprocess.run(child, input=spec, check=True, capture_output=True, text=True).stdout)
             for turn, rows in enumerate(turns):
                 samples[f"genai_{mode}"][turn].extend(r["time_to_first_token_ms"] for r in rows)
+    load = {"start": load_before, "end": os.getloadavg()}
     table = []
     for turn in range(args.turns):
         row = {"turn": turn + 1, "prompt_tokens": shapes["per_turn"][turn]["prompt_tokens"],
@@ -134,16 +174,19 @@ def main():
         row["reuse_vs_no_reuse"] = row["reuse_ms"] / row["no_reuse_ms"]
         table.append(row)
     if args.json:
-        print(json.dumps({"model": args.model, "threads": args.threads, "turns": table,
+        print(json.dumps({"model": args.model, "tokenizer": args.tokenizer, "threads": args.threads, "turns": table, "load_average": load,
                           "samples_per_cell": args.rounds * args.runs}, indent=2))
         return
-    print(f"{os.path.basename(os.path.normpath(args.model))}: {args.turns} turns of {args.user_tokens} user + {args.reply_tokens} "
+    tokenizer = f" with the tokenizer of {args.tokenizer}" if args.tokenizer else ""
+    print(f"{shown}{tokenizer}: {args.turns} turns of {args.user_tokens} user + {args.reply_tokens} "
           f"reply tokens, {args.threads} threads, time to first token in ms (medians of {args.rounds * args.runs})")
     print(f"{'turn':>4} {'prompt':>7} {'reused':>7} {'ModelDesk':>10} {'--no-reuse':>11} {'genai chat':>11} {'genai full':>11}"
           f" {'vs chat':>8} {'vs no-reuse':>12}")
     for r in table:
         print(f"{r['turn']:>4} {r['prompt_tokens']:>7} {r['reused_tokens']:>7} {r['reuse_ms']:>10.1f} {r['no_reuse_ms']:>11.1f}"
               f" {r['genai_chat_ms']:>11.1f} {r['genai_reprefill_ms']:>11.1f} {r['reuse_vs_genai_chat']:>8.2f} {r['reuse_vs_no_reuse']:>12.2f}")
+    print("load average (1, 5, 15 min): start " + ", ".join(f"{x:.2f}" for x in load["start"])
+          + "; end " + ", ".join(f"{x:.2f}" for x in load["end"]))
 
 
 if __name__ == "__main__":

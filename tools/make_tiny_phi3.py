@@ -22,6 +22,16 @@ a cache folder):
 
     python3 tools/make_tiny_phi3.py ~/.cache/modeldesk/bench/phi3-mini-4layers --shape phi3-mini
 
+Random weights never copy from their context, which is what prompt-lookup decoding speeds up. With
+`--attention-scale 0.003` attention barely reaches the residual stream, so each token all but decides
+the next: a greedy reply that meets a token the context holds follows the chain that came after it
+there, as a real model copies code it is asked to repeat. The committed copying fixture and its
+Phi-3-mini-shaped counterpart for benchmarks:
+
+    python3 tools/make_tiny_phi3.py tests/fixtures/tiny-phi3-copying --attention-scale 0.003 --context-length 8192
+    python3 tools/make_tiny_phi3.py ~/.cache/modeldesk/bench/phi3-mini-4layers-copying --shape phi3-mini \
+        --attention-scale 0.003
+
 What it writes is a model folder in the published Phi-3 ONNX format (`genai_config.json`,
 `model.onnx` + `model.onnx.data`, `tokenizer.json`, `tokenizer_config.json` with a chat template),
 with the operators and I/O of Microsoft's `cpu-int4-rtn-block-32-acc-level-4` release:
@@ -260,9 +270,9 @@ def build_graph(args, vocab_size, rng):
         initializers.append(numpy_helper.from_array((1.0 + 0.1 * rng.standard_normal(hidden)).astype(np.float32), name))
         return name
 
-    def matmul(prefix, x, k, n, out=None):
+    def matmul(prefix, x, k, n, out=None, scale=1.0):
         out = out or f"/model/{prefix}/MatMul/output_0"
-        w = weight(f"{prefix.replace('/', '.')}.MatMul.weight", [k, n], args.weight_scale / np.sqrt(k / 64))
+        w = weight(f"{prefix.replace('/', '.')}.MatMul.weight", [k, n], scale * args.weight_scale / np.sqrt(k / 64))
         nodes.append(helper.make_node("MatMul", [x, w], [out], name=f"/model/{prefix}/MatMul"))
         return out
 
@@ -294,7 +304,7 @@ def build_graph(args, vocab_size, rng):
             [attention, f"present.{layer}.key", f"present.{layer}.value"],
             domain="com.microsoft", num_heads=heads, kv_num_heads=kv_heads, scale=float(1 / np.sqrt(head_size)),
             local_window_size=-1, softcap=0.0, do_rotary=1, rotary_interleaved=0))
-        projected = matmul(f"layers.{layer}/attn/o_proj", attention, hidden, hidden)
+        projected = matmul(f"layers.{layer}/attn/o_proj", attention, hidden, hidden, scale=args.attention_scale)
         post_norm, post_sum = f"layer{layer}_post_attention_norm", f"layer{layer}_post_attention_sum"
         nodes.append(helper.make_node("SkipSimplifiedLayerNormalization",
                                       [residual, projected, norm_weight(f"model.layers.{layer}.post_attention_layernorm.weight")],
@@ -354,6 +364,9 @@ def main():
     parser.add_argument("--original-context", type=int, default=64, help="where --longrope switches tables")
     parser.add_argument("--partial-rotary", type=float, default=1.0, help="fraction of each head that rotates (Phi-4-mini: 0.75)")
     parser.add_argument("--tie-embeddings", action="store_true", help="embeddings read from the int4 lm_head (Phi-4-mini)")
+    parser.add_argument("--attention-scale", type=float, default=1.0,
+                        help="scales the attention output projection; a small value (0.003) makes each token all but decide the "
+                        "next, so greedy replies follow chains the context already holds (a copying model for prompt lookup)")
     args = parser.parse_args()
     if args.shape == "phi3-mini":
         args.hidden, args.heads, args.kv_heads, args.intermediate = 3072, 32, 32, 8192

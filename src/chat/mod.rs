@@ -69,6 +69,9 @@ pub struct Settings {
     pub do_sample: Option<bool>,
     /// Text that ends a reply (not shown); one entry per stop string.
     pub stop: Vec<String>,
+    /// Prompt-lookup decoding for greedy replies (off by default; the settings checkbox shows
+    /// `engine::prompt_lookup::TOOLTIP`). Pass it on as `GenerateOptions::prompt_lookup`.
+    pub prompt_lookup: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -27,6 +27,10 @@ pub struct BenchArgs {
     pub threads: Option<usize>,
     #[arg(long, value_enum, default_value_t = KvModeArg::Shared)]
     pub kv_mode: KvModeArg,
+    /// Let idle ONNX Runtime threads spin while waiting for work (ONNX Runtime's and
+    /// onnxruntime-genai's default; ModelDesk lets them sleep unless the folder's config says so).
+    #[arg(long)]
+    pub spinning: bool,
     /// The sequence limit (default: prompt + generated tokens). ModelDesk reserves KV memory as
     /// the sequence grows, whatever this is.
     #[arg(long, value_parser = super::value::tokens)]
@@ -47,17 +51,25 @@ pub struct BenchArgs {
     /// Re-read the whole conversation every turn instead of reusing the KV cache.
     #[arg(long, requires = "turns")]
     pub no_reuse: bool,
+    /// Measure prompt-lookup decoding: decode speed with and without it, alternating run by
+    /// run, on free text and on a copy-heavy context (the prompt, the model's reply, the prompt
+    /// again), and whether it gave plain greedy decoding's ids.
+    #[arg(long, conflicts_with = "turns")]
+    pub prompt_lookup: bool,
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
     if let Some(turns) = args.turns {
         return super::bench_turns::run(&args, turns);
     }
+    if args.prompt_lookup {
+        return super::bench_lookup::run(&args);
+    }
     if args.runs == 0 || args.gen_tokens == 0 || args.prompt_tokens == 0 {
         bail!("--runs, --gen-tokens and --prompt-tokens must be at least 1");
     }
     let runtime = load_runtime()?;
-    let settings = DecoderSettings { intra_threads: args.threads, kv_mode: args.kv_mode.into() };
+    let settings = DecoderSettings { intra_threads: args.threads, kv_mode: args.kv_mode.into(), thread_spinning: args.spinning.then_some(true) };
     let started = Instant::now();
     let mut engine = Engine::load(runtime, &args.model, &settings)?;
     let load_ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -91,6 +103,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let report = json!({
         "model": engine.facts.folder,
         "threads": engine.facts.intra_threads,
+        "thread_spinning": engine.facts.thread_spinning,
         "prompt_tokens": args.prompt_tokens,
         "gen_tokens": args.gen_tokens,
         "runs": args.runs,
@@ -110,13 +123,14 @@ pub fn run(args: BenchArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         println!(
-            "load {:.0} ms · first token {:.1} ms · prefill {:.1} tok/s · decode {:.1} tok/s (medians of {} runs, {} threads) · peak RSS {:.0} MB",
+            "load {:.0} ms · first token {:.1} ms · prefill {:.1} tok/s · decode {:.1} tok/s (medians of {} runs, {} threads{}) · peak RSS {:.0} MB",
             load_ms,
             report["time_to_first_token_ms"]["median"].as_f64().unwrap_or_default(),
             report["prefill_tokens_per_second"]["median"].as_f64().unwrap_or_default(),
             report["decode_tokens_per_second"]["median"].as_f64().unwrap_or_default(),
             args.runs,
             engine.facts.intra_threads,
+            if engine.facts.thread_spinning { ", spinning" } else { "" },
             report["peak_rss_mb"].as_f64().unwrap_or_default(),
         );
         let step = &report["decode_step_ms"];

@@ -35,7 +35,7 @@ pub fn run(args: &BenchArgs, turns: usize) -> Result<()> {
         bail!("--turns, --runs, --user-tokens and --reply-tokens must be at least 1");
     }
     let runtime = load_runtime()?;
-    let settings = DecoderSettings { intra_threads: args.threads, kv_mode: args.kv_mode.into() };
+    let settings = DecoderSettings { intra_threads: args.threads, kv_mode: args.kv_mode.into(), thread_spinning: args.spinning.then_some(true) };
     let started = Instant::now();
     let mut engine = Engine::load(runtime, &args.model, &settings)?;
     let load_ms = started.elapsed().as_secs_f64() * 1000.0;

@@ -68,11 +68,18 @@ pub struct GenerateArgs {
     /// Keep the KV cache in shared buffers (default) or grow the past each step.
     #[arg(long, value_enum, default_value_t = KvModeArg::Shared)]
     pub kv_mode: KvModeArg,
+    /// Let idle ONNX Runtime threads spin while waiting for work (ONNX Runtime's default).
+    #[arg(long)]
+    pub spinning: bool,
+    /// Prompt-lookup decoding: draft the next tokens from text the context already holds and
+    /// check them in one run (greedy only; can rarely differ from plain decoding at a near tie).
+    #[arg(long)]
+    pub prompt_lookup: bool,
 }
 
 pub fn run(args: GenerateArgs) -> Result<()> {
     let runtime = load_runtime()?;
-    let settings = DecoderSettings { intra_threads: args.threads, kv_mode: args.kv_mode.into() };
+    let settings = DecoderSettings { intra_threads: args.threads, kv_mode: args.kv_mode.into(), thread_spinning: args.spinning.then_some(true) };
     let mut engine =
         Engine::load(runtime, &args.model, &settings).with_context(|| format!("loading {}", args.model.display()))?;
     for warning in &engine.facts.warnings {
@@ -122,6 +129,13 @@ pub fn run(args: GenerateArgs) -> Result<()> {
             t.prefill_tokens_per_second,
             t.decode_tokens_per_second
         );
+        let lookup = &t.prompt_lookup;
+        if lookup.verifications > 0 {
+            eprintln!(
+                "[prompt lookup: {} of {} drafted tokens accepted in {} verification runs]",
+                lookup.accepted, lookup.drafted, lookup.verifications
+            );
+        }
     }
     Ok(())
 }
@@ -141,6 +155,7 @@ fn options_from(args: &GenerateArgs) -> Result<GenerateOptions> {
         seed: args.seed,
         stop: args.stop.clone(),
         kv_mode: args.kv_mode.into(),
+        prompt_lookup: args.prompt_lookup.then_some(true),
         ..GenerateOptions::default()
     };
     Ok(session::request_options(&session::load_model_defaults(&args.model)?, &flags))
@@ -175,6 +190,7 @@ pub(super) fn metrics_json(completion: &crate::engine::Completion) -> serde_json
         "time_to_first_token_ms": completion.timings.time_to_first_token_ms,
         "prefill_tokens_per_second": completion.timings.prefill_tokens_per_second,
         "decode_tokens_per_second": completion.timings.decode_tokens_per_second,
+        "prompt_lookup": completion.timings.prompt_lookup,
     })
 }
 

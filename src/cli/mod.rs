@@ -2,6 +2,7 @@
 //! with its arguments (`…Args`) and its `run`.
 
 mod bench;
+mod bench_lookup;
 mod bench_turns;
 mod conversation;
 mod convert;

@@ -51,6 +51,9 @@ pub struct SessionOptions {
     pub graph_optimization_level: Option<String>,
     pub log_severity_level: Option<i64>,
     pub custom_ops_library: Option<String>,
+    /// ONNX Runtime session config entries (`{"session.intra_op.allow_spinning": "0"}`), applied
+    /// as onnxruntime-genai applies them.
+    pub config_entries: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -63,7 +63,21 @@ pub struct DecoderSettings {
     /// Intra-op threads; `None` = the config's value, else all physical cores.
     pub intra_threads: Option<usize>,
     pub kv_mode: KvMode,
+    /// Whether idle intra-op threads spin while waiting for work (ONNX Runtime's default, and so
+    /// onnxruntime-genai's) instead of sleeping; `None` = the folder's
+    /// `session.intra_op.allow_spinning` config entry, else [`SPINNING_BY_DEFAULT`].
+    pub thread_spinning: Option<bool>,
 }
+
+/// ModelDesk lets idle intra-op threads sleep. Spinning saves a thread's wake-up at each of a
+/// decode step's parallel sections (a few microseconds each) on an idle machine, but a spinning
+/// thread holds its core: when other programs want the CPU (a browser, a build, the window's own
+/// drawing) the spinners take time slices from the thread that has work, and decode slowed by
+/// about a quarter in alternating runs on a busy 2-core machine (see README, Performance).
+pub const SPINNING_BY_DEFAULT: bool = false;
+
+/// The ONNX Runtime session option that decides [`DecoderSettings::thread_spinning`].
+const SPINNING_KEY: &str = "session.intra_op.allow_spinning";
 
 /// What the graph looks like, discovered from the session.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -96,6 +110,8 @@ impl DecoderIo {
 pub struct SessionFacts {
     pub execution_providers: Vec<String>,
     pub intra_threads: usize,
+    /// Whether idle intra-op threads spin (see [`DecoderSettings::thread_spinning`]).
+    pub thread_spinning: bool,
     pub warnings: Vec<String>,
 }
 
@@ -132,6 +148,15 @@ impl Decoder {
             .with_intra_threads(threads)
             .and_then(|b| b.with_optimization_level(GraphOptimizationLevel::All))
             .map_err(|e| session_error(ort::Error::<()>::from(e).to_string()))?;
+        // The folder's own config entries, as onnxruntime-genai applies them, then spinning.
+        let from_config = options.config_entries.get(SPINNING_KEY).map(|value| value != "0");
+        let spinning = settings.thread_spinning.or(from_config).unwrap_or(SPINNING_BY_DEFAULT);
+        for (key, value) in options.config_entries.iter().filter(|(key, _)| key.as_str() != SPINNING_KEY) {
+            builder = builder.with_config_entry(key, value).map_err(|e| {
+                session_error(format!("session option `{key}` from genai_config.json: {}", ort::Error::<()>::from(e)))
+            })?;
+        }
+        builder = builder.with_intra_op_spinning(spinning).map_err(|e| session_error(ort::Error::<()>::from(e).to_string()))?;
         if !providers.is_empty() {
             builder = builder
                 .with_execution_providers(providers.iter().map(|(_, ep)| ep.clone()).collect::<Vec<_>>())
@@ -143,7 +168,8 @@ impl Decoder {
         execution_providers.push("CPUExecutionProvider".into());
         warnings.extend(folder.warnings.iter().cloned());
         let run_options = Arc::new(RunOptions::new().map_err(|e| session_error(e.to_string()))?);
-        Ok(Self { session, io, facts: SessionFacts { execution_providers, intra_threads: threads, warnings }, run_options })
+        let facts = SessionFacts { execution_providers, intra_threads: threads, thread_spinning: spinning, warnings };
+        Ok(Self { session, io, facts, run_options })
     }
 
     /// A handle that stops a running step from another thread.

@@ -8,7 +8,9 @@ use std::{
 
 use super::{
     decoder::{Decoder, DecoderError, KvCache, KvMode},
-    sampling::{self, SamplingError, SamplingSettings},
+    prompt_lookup::{self, DraftLength, LookupStats, Verification},
+    sampling::{self, Method, SamplingError, SamplingSettings},
+    stop::StopMatcher,
     tokenizer::PromptTokenizer,
 };
 
@@ -76,6 +78,9 @@ pub struct Timings {
     /// Where the decode steps' time went.
     #[serde(default)]
     pub decode_profile: DecodeProfile,
+    /// How prompt-lookup drafts fared (all zero when it was off).
+    #[serde(default)]
+    pub prompt_lookup: LookupStats,
 }
 
 /// The decode steps' time, split by what it was spent on (milliseconds, summed over the steps).
@@ -117,6 +122,9 @@ pub struct GenerateOptions {
     /// Run the whole prompt through the model even when the cache holds a prefix of it (for
     /// benchmarks and for comparisons with a fresh onnxruntime-genai generator).
     pub ignore_cached_prefix: bool,
+    /// Prompt-lookup decoding for greedy replies (see [`prompt_lookup`]; off unless `Some(true)`,
+    /// ignored when sampling).
+    pub prompt_lookup: Option<bool>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -169,6 +177,11 @@ pub struct ResolvedOptions {
     pub seed: i64,
     /// The sequence length at which the whole sequence is run through the model again.
     pub rope_rewind_at: Option<usize>,
+    /// Prompt-lookup drafts may be verified on this model (see [`prompt_lookup::draft_room`]):
+    /// false for a LongRoPE graph whose switching length is unknown.
+    pub drafts_allowed: bool,
+    /// The attention-mask length past which a LongRoPE graph uses its long rotary table.
+    pub long_rope_switch: Option<usize>,
 }
 
 /// onnxruntime-genai's "Phi-3 RoPE rewind": for `phi3`/`phimoe` models (and `phi3small`), when a
@@ -204,7 +217,10 @@ pub fn resolve(
         min_length: options.min_length.unwrap_or(defaults.min_length),
         no_repeat_ngram_size: options.no_repeat_ngram_size.unwrap_or(defaults.no_repeat_ngram_size),
     };
-    Ok(ResolvedOptions { max_length, sampling, seed: options.seed.unwrap_or(defaults.random_seed), rope_rewind_at: None })
+    Ok(ResolvedOptions { max_length, sampling, seed: options.seed.unwrap_or(defaults.random_seed), rope_rewind_at: None,
+        drafts_allowed: false,
+        long_rope_switch: None,
+    })
 }
 
 /// The row whose logits choose the first token: the last prompt position that is not the pad
@@ -268,12 +284,18 @@ pub fn run(
     let mut eos_token = None;
     let mut first_token_at = None;
     let mut decode_time = Duration::ZERO;
-    let mut decode_steps = 0usize;
     let mut prefill_time = Duration::ZERO;
     let mut cached_tokens = 0usize;
     let mut note = None;
     let mut profile = DecodeProfile::default();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+
+    // Prompt lookup drafts only for greedy choices, which a verification run can check.
+    let mut drafting =
+        (options.prompt_lookup == Some(true) && method == Method::Greedy && resolved.drafts_allowed).then(DraftLength::default);
+    let mut verification = Verification::default();
+    let mut lookup_stats = LookupStats::default();
+    let mut decode_rows = 0usize;
 
     let finish = 'generate: {
         if prompt_len >= limit {
@@ -299,6 +321,9 @@ pub fn run(
         prefill_time = logits.elapsed;
         on_progress(Progress::Prefilled { prompt_tokens: prompt_len, cached_tokens, elapsed: prefill_time });
         let mut row = logits.into_row(row_index - cached_tokens);
+        // Every exit below leaves the cache as plain decoding would: holding the sequence's
+        // tokens that were fed through the model (all of them after an EOS, all but the last
+        // otherwise), never a drafted token that was not accepted.
         loop {
             let sampling_started = Instant::now();
             sampling::apply_processors(&mut row, &sequence, &resolved.sampling, eos);
@@ -317,6 +342,7 @@ pub fn run(
                 let tail = stops.finish(&mut stream);
                 text.push_str(&tail);
                 on_progress(Progress::Token { id: token, text: &tail });
+                drop_rejected_drafts(cache, &mut verification, &mut drafting, &mut lookup_stats, sequence.len())?;
                 break 'generate FinishReason::Stop;
             }
             sequence.push(token);
@@ -329,24 +355,63 @@ pub fn run(
             profile.text_ms += ms(events_started - text_started);
             on_progress(Progress::Token { id: token, text: &visible });
             profile.events_ms += ms(events_started.elapsed());
-            if stopped {
-                break 'generate FinishReason::Stop;
-            }
-            if sequence.len() >= limit {
+            let ended = if stopped {
+                Some(FinishReason::Stop)
+            } else if sequence.len() >= limit {
                 flush_at_length(&mut stops, &mut stream, &mut text, token, on_progress);
-                break 'generate FinishReason::Length;
+                Some(FinishReason::Length)
+            } else if cancel.load(Ordering::Relaxed) {
+                Some(FinishReason::Cancelled)
+            } else {
+                None
+            };
+            if let Some(reason) = ended {
+                drop_rejected_drafts(cache, &mut verification, &mut drafting, &mut lookup_stats, sequence.len() - 1)?;
+                break 'generate reason;
             }
-            if cancel.load(Ordering::Relaxed) {
-                break 'generate FinishReason::Cancelled;
+            // A drafted token that greedy decoding chose too was already fed: its row is next.
+            if verification.is_pending() {
+                match verification.advance(token) {
+                    Ok(next) => {
+                        row = next;
+                        decode_rows += 1;
+                        continue;
+                    }
+                    Err(finished) => {
+                        record_verification(&mut drafting, &mut lookup_stats, finished);
+                        cache.rewind(sequence.len() - 1)?;
+                    }
+                }
+            } else {
+                record_verification(&mut drafting, &mut lookup_stats, verification.finish());
             }
             // At genai's LongRoPE threshold the whole sequence is read again (see
-            // `rope_rewind_threshold`); every other step feeds the one new token.
+            // `rope_rewind_threshold`); every other step feeds the new token, with a draft when
+            // prompt lookup finds one (never reaching the threshold or the length limit).
             let reread = resolved.rope_rewind_at == Some(sequence.len());
+            let draft: &[i64] = match drafting.as_mut() {
+                Some(length) if !reread => {
+                    let room = prompt_lookup::draft_room(sequence.len(), limit, resolved.rope_rewind_at, resolved.long_rope_switch);
+                    prompt_lookup::find_draft(&sequence, length.wanted().min(room))
+                }
+                _ => &[],
+            };
             let logits_row = if reread { first_logits_row(&sequence, pad) } else { 0 };
             let result = if reread {
                 cache.rewind(0).and_then(|()| decoder.step_row(cache, &sequence, max_length, logits_row))
-            } else {
+            } else if draft.is_empty() {
                 decoder.step_row(cache, &[token], max_length, 0)
+            } else {
+                let fed: Vec<i64> = std::iter::once(token).chain(draft.iter().copied()).collect();
+                match decoder.step(cache, &fed, max_length) {
+                    // A graph that cannot run as far as the draft reaches may still take the
+                    // one token: plain steps from here on.
+                    Err(DecoderError::Run(_)) => {
+                        drafting = None;
+                        decoder.step_row(cache, &[token], max_length, 0)
+                    }
+                    other => other,
+                }
             };
             let step = match result {
                 Ok(logits) => logits,
@@ -361,11 +426,16 @@ pub fn run(
                 Err(error) => return Err(error.into()),
             };
             decode_time += step.elapsed;
-            decode_steps += 1;
+            decode_rows += 1;
             profile.steps += 1;
             profile.run_ms += ms(step.run_elapsed);
             profile.io_ms += ms(step.elapsed.saturating_sub(step.run_elapsed));
-            row = step.into_row(logits_row);
+            row = if !draft.is_empty() && step.rows == draft.len() + 1 {
+                lookup_stats.verification_ms += ms(step.elapsed);
+                verification.start(draft, step)
+            } else {
+                step.into_row(logits_row)
+            };
         }
     };
     if finish == FinishReason::Cancelled {
@@ -391,12 +461,39 @@ pub fn run(
             prefill_ms: ms(prefill_time),
             decode_ms: ms(decode_time),
             prefill_tokens_per_second: per_second(prompt_len - cached_tokens, prefill_time),
-            decode_tokens_per_second: per_second(decode_steps, decode_time),
+            decode_tokens_per_second: per_second(decode_rows, decode_time),
             decode_profile: profile,
+            prompt_lookup: lookup_stats,
         },
         max_length,
         note,
     })
+}
+
+/// Folds a finished verification into the reply's totals and the draft length.
+fn record_verification(drafting: &mut Option<DraftLength>, stats: &mut LookupStats, finished: Option<(usize, usize)>) {
+    if let Some((drafted, accepted)) = finished {
+        stats.verifications += 1;
+        stats.drafted += drafted;
+        stats.accepted += accepted;
+        if let Some(length) = drafting {
+            length.record(drafted, accepted);
+        }
+    }
+}
+
+/// When the reply ends while a verification's drafted tokens are undecided: drops them from the
+/// cache, which then holds the first `keep` tokens of the sequence, as after plain decoding.
+fn drop_rejected_drafts(
+    cache: &mut KvCache,
+    verification: &mut Verification,
+    drafting: &mut Option<DraftLength>,
+    stats: &mut LookupStats,
+    keep: usize,
+) -> Result<(), DecoderError> {
+    let pending = verification.is_pending();
+    record_verification(drafting, stats, verification.finish());
+    if pending { cache.rewind(keep) } else { Ok(()) }
 }
 
 /// At a length stop: whatever the stream and the stop matcher still hold becomes text.
@@ -411,75 +508,5 @@ fn flush_at_length(
     text.push_str(&tail);
     if !tail.is_empty() {
         on_progress(Progress::Token { id: token, text: &tail });
-    }
-}
-
-/// Holds back streamed text that might be the start of a stop string, so no part of a stop
-/// string is ever shown, and the shown chunks always add up to the final text.
-struct StopMatcher<'s> {
-    stops: Vec<&'s str>,
-    held: String,
-}
-
-impl<'s> StopMatcher<'s> {
-    fn new(stops: &'s [String]) -> Self {
-        Self { stops: stops.iter().map(String::as_str).filter(|s| !s.is_empty()).collect(), held: String::new() }
-    }
-
-    /// Returns the text safe to show and whether a stop string was found.
-    fn feed(&mut self, piece: &str) -> (String, bool) {
-        if self.stops.is_empty() {
-            return (piece.to_owned(), false);
-        }
-        self.held.push_str(piece);
-        if let Some(at) = self.stops.iter().filter_map(|stop| self.held.find(stop)).min() {
-            let visible = self.held[..at].to_owned();
-            self.held.clear();
-            return (visible, true);
-        }
-        // Keep the longest suffix that is a proper prefix of some stop string.
-        let keep = self
-            .stops
-            .iter()
-            .flat_map(|stop| {
-                (1..stop.len()).rev().filter(|&n| stop.is_char_boundary(n)).find(|&n| self.held.ends_with(&stop[..n]))
-            })
-            .max()
-            .unwrap_or(0);
-        let split = self.held.len() - keep;
-        let visible = self.held[..split].to_owned();
-        self.held.drain(..split);
-        (visible, false)
-    }
-
-    fn finish(&mut self, stream: &mut super::tokenizer::TextStream<'_>) -> String {
-        let rest = stream.finish();
-        let (mut visible, stopped) = self.feed(&rest);
-        if !stopped {
-            visible.push_str(&std::mem::take(&mut self.held));
-        }
-        visible
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stop_strings_are_held_back_and_cut() {
-        let stops = vec!["</end>".to_string()];
-        let mut matcher = StopMatcher::new(&stops);
-        assert_eq!(matcher.feed("Hello </"), ("Hello ".to_string(), false));
-        assert_eq!(matcher.feed("en"), (String::new(), false));
-        assert_eq!(matcher.feed("d> more"), (String::new(), true));
-    }
-
-    #[test]
-    fn held_text_that_was_not_a_stop_is_released() {
-        let stops = vec!["STOP".to_string()];
-        let mut matcher = StopMatcher::new(&stops);
-        assert_eq!(matcher.feed("ST"), (String::new(), false));
-        assert_eq!(matcher.feed("ay"), ("STay".to_string(), false));
     }
 }

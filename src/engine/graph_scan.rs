@@ -26,6 +26,9 @@ pub struct GraphSummary {
     pub float_weights: Option<String>,
     /// Two rotary tables chosen by an `If` on the sequence length (LongRoPE).
     pub long_rope: bool,
+    /// Where LongRoPE switches tables: the long one is used when the attention mask is longer
+    /// than this (`original_max_position_embeddings`), when the `If` compares it with a constant.
+    pub long_rope_switch: Option<usize>,
     /// Columns of the rotary table (half the rotated dimensions of a head), when it is an
     /// initializer of the main graph or a constant of the LongRoPE branches.
     pub rotary_columns: Option<usize>,
@@ -47,6 +50,7 @@ pub fn scan(path: &Path) -> Result<GraphSummary, ScanError> {
     let length = file.metadata().map_err(|e| error(e.to_string()))?.len();
     let mut reader = BufReader::new(file);
     let mut summary = GraphSummary::default();
+    let mut wiring = Wiring::default();
     let mut model = Fields { end: length, position: 0 };
     while let Some((field, kind)) = model.next(&mut reader).map_err(error)? {
         // ModelProto.graph
@@ -57,7 +61,7 @@ pub fn scan(path: &Path) -> Result<GraphSummary, ScanError> {
                 match (field, kind) {
                     (1, WireKind::Bytes) => {
                         let bytes = graph.bytes(&mut reader).map_err(error)?;
-                        read_node(&bytes, &mut summary, 0).map_err(error)?;
+                        read_node(&bytes, &mut summary, &mut wiring, 0).map_err(error)?;
                     }
                     (5, WireKind::Bytes) => read_initializer(&mut graph, &mut reader, &mut summary).map_err(error)?,
                     _ => graph.skip(&mut reader, kind).map_err(error)?,
@@ -68,7 +72,26 @@ pub fn scan(path: &Path) -> Result<GraphSummary, ScanError> {
             model.skip(&mut reader, kind).map_err(error)?;
         }
     }
+    summary.long_rope_switch = wiring.long_rope_switch();
     Ok(summary)
+}
+
+/// The few connections needed to find LongRoPE's switch: `If(Greater(length, Constant))`.
+#[derive(Default)]
+struct Wiring {
+    /// The input of the `If` that chooses the rotary tables.
+    if_condition: Option<String>,
+    /// `Greater` outputs → their second input.
+    greater: BTreeMap<String, String>,
+    /// Outputs of `Constant` nodes holding one int64.
+    constants: BTreeMap<String, i64>,
+}
+
+impl Wiring {
+    fn long_rope_switch(&self) -> Option<usize> {
+        let bound = self.greater.get(self.if_condition.as_ref()?)?;
+        usize::try_from(*self.constants.get(bound)?).ok()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -204,13 +227,15 @@ impl<'a> Message<'a> {
 
 /// NodeProto: input 1, output 2, op_type 4, attribute 5. Subgraphs (the LongRoPE `If`) are read
 /// too, a few levels deep.
-fn read_node(bytes: &[u8], summary: &mut GraphSummary, depth: usize) -> Result<(), String> {
+fn read_node(bytes: &[u8], summary: &mut GraphSummary, wiring: &mut Wiring, depth: usize) -> Result<(), String> {
     let mut message = Message::new(bytes);
     let mut op_type = String::new();
+    let mut inputs = Vec::new();
     let mut outputs = Vec::new();
     let mut attributes = Vec::new();
     while let Some((field, value)) = message.next_field()? {
         match (field, value) {
+            (1, Value::Bytes(text)) => inputs.push(String::from_utf8_lossy(text).into_owned()),
             (2, Value::Bytes(text)) => outputs.push(String::from_utf8_lossy(text).into_owned()),
             (4, Value::Bytes(text)) => op_type = String::from_utf8_lossy(text).into_owned(),
             (5, Value::Bytes(attribute)) => attributes.push(attribute),
@@ -219,7 +244,15 @@ fn read_node(bytes: &[u8], summary: &mut GraphSummary, depth: usize) -> Result<(
     }
     *summary.operators.entry(op_type.clone()).or_default() += 1;
     match op_type.as_str() {
-        "If" if outputs.iter().any(|o| o == "cos_cache") => summary.long_rope = true,
+        "If" if outputs.iter().any(|o| o == "cos_cache") => {
+            summary.long_rope = true;
+            wiring.if_condition = inputs.first().cloned();
+        }
+        "Greater" => {
+            if let (Some(output), Some(bound)) = (outputs.first(), inputs.get(1)) {
+                wiring.greater.insert(output.clone(), bound.clone());
+            }
+        }
         "GatherBlockQuantized" => summary.tied_embeddings = true,
         _ => {}
     }
@@ -243,18 +276,57 @@ fn read_node(bytes: &[u8], summary: &mut GraphSummary, depth: usize) -> Result<(
                     summary.rotary_columns = tensor_header(tensor)?.0.get(1).map(|&d| d as usize);
                 }
             }
+            ("Constant", "value") => {
+                if let (Some(value), Some(output)) = (tensor.map(int64_scalar).transpose()?.flatten(), outputs.first()) {
+                    wiring.constants.insert(output.clone(), value);
+                }
+            }
             _ => {}
         }
         if let (Some(graph), true) = (graph, depth < 4) {
             let mut message = Message::new(graph);
             while let Some((field, value)) = message.next_field()? {
                 if let (1, Value::Bytes(node)) = (field, value) {
-                    read_node(node, summary, depth + 1)?;
+                    read_node(node, summary, wiring, depth + 1)?;
                 }
             }
         }
     }
     Ok(())
+}
+
+/// The value of a TensorProto holding exactly one int64 (data type 7): from `int64_data` (field
+/// 7, packed or not) or `raw_data` (9, little-endian).
+fn int64_scalar(bytes: &[u8]) -> Result<Option<i64>, String> {
+    let mut message = Message::new(bytes);
+    let (mut dims, mut data_type, mut values) = (Vec::new(), 0, Vec::new());
+    while let Some((field, value)) = message.next_field()? {
+        match (field, value) {
+            (1, Value::Int(d)) => dims.push(d),
+            (1, Value::Bytes(packed)) => dims.extend(packed_varints(packed)?),
+            (2, Value::Int(t)) => data_type = t,
+            (7, Value::Int(v)) => values.push(v as i64),
+            (7, Value::Bytes(packed)) => values.extend(packed_varints(packed)?.into_iter().map(|v| v as i64)),
+            (9, Value::Bytes(raw)) => {
+                if let Ok(raw) = <[u8; 8]>::try_from(raw) {
+                    values.push(i64::from_le_bytes(raw));
+                }
+            }
+            _ => {}
+        }
+    }
+    let one = dims.iter().product::<u64>() == 1;
+    Ok((data_type == 7 && one && values.len() == 1).then(|| values[0]))
+}
+
+/// A packed repeated varint field.
+fn packed_varints(bytes: &[u8]) -> Result<Vec<u64>, String> {
+    let mut packed = Message::new(bytes);
+    let mut values = Vec::new();
+    while packed.at < packed.bytes.len() {
+        values.push(packed.varint()?);
+    }
+    Ok(values)
 }
 
 /// TensorProto's dims (field 1, packed or not), data type (2) and name (8).
@@ -264,12 +336,7 @@ fn tensor_header(bytes: &[u8]) -> Result<(Vec<i64>, u64, String), String> {
     while let Some((field, value)) = message.next_field()? {
         match (field, value) {
             (1, Value::Int(d)) => dims.push(d as i64),
-            (1, Value::Bytes(packed)) => {
-                let mut packed = Message::new(packed);
-                while packed.at < packed.bytes.len() {
-                    dims.push(packed.varint()? as i64);
-                }
-            }
+            (1, Value::Bytes(packed)) => dims.extend(packed_varints(packed)?.into_iter().map(|d| d as i64)),
             (2, Value::Int(t)) => data_type = t,
             (8, Value::Bytes(text)) => name = String::from_utf8_lossy(text).into_owned(),
             _ => {}
@@ -330,12 +397,14 @@ mod tests {
         assert_eq!((summary.quantized_bits, summary.quantized_block_size), (Some(4), Some(32)));
         assert_eq!(summary.rotary_columns, Some(16), "head 32, all of it rotated");
         assert!(!summary.long_rope && !summary.tied_embeddings);
+        assert_eq!(summary.long_rope_switch, None);
     }
 
     #[test]
     fn phi4_features_and_fp16_weights_are_recognised() {
         let phi4 = scan(&fixture("tiny-phi4mini")).unwrap();
         assert!(phi4.long_rope && phi4.tied_embeddings);
+        assert_eq!(phi4.long_rope_switch, Some(4096), "the long table is used past 4096 tokens");
         assert_eq!(phi4.rotary_columns, Some(24), "48 of 64 dimensions rotate");
         let fp16 = scan(&fixture("tiny-phi3-fp16")).unwrap();
         assert_eq!(fp16.float_weights.as_deref(), Some("float16"));

@@ -9,7 +9,9 @@ pub mod folder;
 pub mod generate;
 pub mod graph_scan;
 pub mod kv_cache;
+pub mod prompt_lookup;
 pub mod sampling;
+mod stop;
 pub mod tokenizer;
 pub mod worker;
 
@@ -90,6 +92,8 @@ pub struct ModelFacts {
     pub outputs: Vec<String>,
     pub execution_providers: Vec<String>,
     pub intra_threads: usize,
+    /// Whether idle intra-op threads spin (see `DecoderSettings::thread_spinning`).
+    pub thread_spinning: bool,
     pub warnings: Vec<String>,
     pub template_source: tokenizer::TemplateSource,
     pub load_ms: f64,
@@ -188,6 +192,7 @@ impl Engine {
             outputs: decoder.io.outputs.clone(),
             execution_providers: decoder.facts.execution_providers.clone(),
             intra_threads: decoder.facts.intra_threads,
+            thread_spinning: decoder.facts.thread_spinning,
             warnings: decoder.facts.warnings.clone(),
             template_source: tokenizer.template_source,
             load_ms: 0.0,
@@ -284,6 +289,12 @@ impl Engine {
         let config = &self.folder.config;
         let mut resolved = generate::resolve(options, &config.search, config.default_max_length(), config.model.context_length)?;
         resolved.rope_rewind_at = generate::rope_rewind_threshold(&config.model.model_type);
+        // A verification run must not straddle LongRoPE's switch (its rows would all use the
+        // table the last one picks), so drafts need to know where it is.
+        if let Some(graph) = &self.facts.graph {
+            resolved.long_rope_switch = graph.long_rope_switch;
+            resolved.drafts_allowed = !graph.long_rope || graph.long_rope_switch.is_some();
+        }
         Ok(resolved)
     }
 
