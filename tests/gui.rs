@@ -638,3 +638,42 @@ fn a_typed_path_completes_and_opens_and_the_welcome_view_lists_recent_folders() 
     assert!(harness.state().state.path_entry.open, "the menu item opens the path window");
     assert!(harness.query_by_label_contains("Open a folder by path").is_some(), "the window shows");
 }
+
+#[test]
+fn prompt_lookup_from_the_chat_settings_keeps_the_greedy_reply_and_says_what_it_drafted() {
+    // A model whose greedy replies repeat chains its context holds, so drafts are accepted.
+    let (_home, mut harness) = app_with(&support::repo().join("tests/fixtures/tiny-phi3-copying"));
+    harness.get_by_label("Load model").click();
+    step_until(&mut harness, "the model to load", |h| h.query_by_label("Unload").is_some());
+    harness.ctx.set_missing_glyph_policy(egui::epaint::text::MissingGlyphPolicy::Tofu);
+    let settings = &mut harness.state_mut().state.current_conversation_mut().expect("a fresh chat").settings;
+    settings.max_tokens = Some(48);
+    settings.do_sample = Some(false);
+    // This model's greedy reply follows one chain whatever the message; from the second turn on,
+    // the first reply in the context is what drafts find.
+    for (turn, message) in ["Hello there", "Tell me more"].into_iter().enumerate() {
+        send(&mut harness, message);
+        let messages = 2 * (turn + 1);
+        step_until(&mut harness, "the plain reply", |h| h.state().state.chat.streaming.is_none() && h.state().state.current_conversation().is_some_and(|c| c.messages.len() == messages));
+    }
+    let reply = |h: &Harness<'_, ModelDeskApp>| h.state().state.current_conversation().unwrap().messages.last().unwrap().clone();
+    let plain = reply(&harness);
+    assert_eq!(plain.stats.unwrap().timings.prompt_lookup.drafted, 0, "off by default");
+
+    harness.get_by_label("System prompt and generation settings").click();
+    harness.run_steps(2);
+    harness.get_by_label("Prompt lookup (faster when the reply repeats the conversation)").click_accesskit();
+    harness.run_steps(2);
+    assert!(harness.state().state.current_conversation().unwrap().settings.prompt_lookup, "the checkbox sets the conversation's setting");
+    harness.get_by_label("Regenerate").click_accesskit();
+    harness.run_steps(2);
+    let notices: Vec<String> = harness.state().state.notices.iter().map(|n| n.text.clone()).collect();
+    assert!(notices.iter().any(|n| n.starts_with("Greedy decoding always picks")), "Regenerate started a reply: {notices:?}");
+    step_until(&mut harness, "the reply with prompt lookup", |h| h.state().state.chat.streaming.is_none() && h.state().state.current_conversation().is_some_and(|c| c.messages.len() == 4));
+    harness.run_steps(2);
+    let looked_up = reply(&harness);
+    let lookup = looked_up.stats.unwrap().timings.prompt_lookup;
+    assert!(lookup.accepted > 0, "drafts were accepted: {lookup:?}");
+    assert_eq!(looked_up.content, plain.content, "the same greedy reply");
+    assert!(harness.query_by_label_contains("drafted tokens kept").is_some(), "the reply's line says what prompt lookup did");
+}

@@ -210,6 +210,7 @@ impl AppState {
             seed: settings.seed,
             do_sample: settings.do_sample,
             stop: settings.stop.iter().filter(|s| !s.is_empty()).cloned().collect(),
+            prompt_lookup: Some(settings.prompt_lookup),
             ..GenerateOptions::default()
         };
         let Some(session) = self.selected_session() else { return };

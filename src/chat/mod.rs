@@ -32,9 +32,10 @@ pub struct ReplyStats {
 }
 
 impl ReplyStats {
-    /// `10 prompt + 5 completion = 15 tokens · first token 12 ms · 80.0 tokens/s · stop`
+    /// `10 prompt + 5 completion = 15 tokens · first token 12 ms · 80.0 tokens/s · stop`, and
+    /// `· prompt lookup: 6 of 8 drafted tokens kept` when drafts were verified.
     pub fn summary(&self) -> String {
-        format!(
+        let mut text = format!(
             "{} prompt + {} completion = {} tokens · first token {:.0} ms · {:.1} tokens/s · {}",
             self.usage.prompt_tokens,
             self.usage.completion_tokens,
@@ -42,7 +43,12 @@ impl ReplyStats {
             self.timings.time_to_first_token_ms,
             self.timings.decode_tokens_per_second,
             self.finish_reason.as_str()
-        )
+        );
+        let lookup = &self.timings.prompt_lookup;
+        if lookup.drafted > 0 {
+            text.push_str(&format!(" · prompt lookup: {} of {} drafted tokens kept", lookup.accepted, lookup.drafted));
+        }
+        text
     }
 }
 

@@ -470,6 +470,9 @@ fn settings(ui: &mut Ui, state: &mut AppState, out: &mut Vec<Intent>) {
                 s.do_sample = Some(sample);
                 changed = true;
             }
+            ui.end_row();
+            let lookup = ui.checkbox(&mut s.prompt_lookup, "Prompt lookup (faster when the reply repeats the conversation)");
+            changed |= lookup.on_hover_text(crate::engine::prompt_lookup::TOOLTIP).changed();
             let _ = default_f;
             ui.end_row();
         });
