@@ -122,25 +122,6 @@ fn cases_for(engine: &Engine, model: &Path) -> Vec<Case> {
     ]
 }
 
-/// A copy of a model folder whose EOS set also holds `extra_eos`.
-fn with_extra_eos(model: &Path, extra_eos: i64, into: &Path) -> PathBuf {
-    let copy = into.join(model.file_name().unwrap());
-    std::fs::create_dir_all(&copy).unwrap();
-    for entry in std::fs::read_dir(model).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), copy.join(entry.file_name())).unwrap();
-    }
-    let path = copy.join("genai_config.json");
-    let mut config: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    let mut eos: Vec<Value> = match &config["model"]["eos_token_id"] {
-        Value::Array(ids) => ids.clone(),
-        other => vec![other.clone()],
-    };
-    eos.push(json!(extra_eos));
-    config["model"]["eos_token_id"] = Value::Array(eos);
-    std::fs::write(&path, serde_json::to_string_pretty(&config).unwrap()).unwrap();
-    copy
-}
 
 #[test]
 fn token_ids_equal_onnxruntime_genai_on_both_fixtures() {
@@ -161,7 +142,7 @@ fn token_ids_equal_onnxruntime_genai_on_both_fixtures() {
         let (_, ids, _, _) = ours(&mut engines[index], &base, KvMode::Shared).unwrap();
         let stop_token = ids[5];
         let first_seen = ids.iter().position(|&id| id == stop_token).unwrap();
-        let copy = with_extra_eos(model, stop_token, &scratch.path().join(index.to_string()));
+        let copy = support::with_extra_eos(model, stop_token, &scratch.path().join(index.to_string()));
         eos_cases.push((first_seen, Case { name: format!("{} / EOS mid-way", base.name), model: copy, ..base }));
     }
     let mut eos_engines: Vec<Engine> =

@@ -6,7 +6,7 @@
 mod support;
 
 use std::{
-    path::{Path, PathBuf},
+    path::PathBuf,
     sync::atomic::{AtomicBool, Ordering},
 };
 
@@ -14,7 +14,6 @@ use modeldesk::engine::{
     ChatMessage, Completion, ContextPolicy, DecoderSettings, Engine, GenerateOptions, KvMode, Progress, Prompt,
     prompt_lookup::LookupStats,
 };
-use serde_json::{Value, json};
 
 fn copying_fixture() -> PathBuf {
     support::repo().join("tests/fixtures/tiny-phi3-copying")
@@ -67,6 +66,21 @@ const CODE: &str = "Repeat this function with the variable renamed from total to
 
 /// The prompt, the model's own greedy reply to it, and the prompt again: the context holds the
 /// reply the model is about to give.
+/// The repository's fixtures and the shared ones: every Phi family member and precision.
+fn every_fixture() -> [PathBuf; 8] {
+    let shared = support::shared().join("fixtures");
+    [
+        support::tiny_phi3(),
+        copying_fixture(),
+        support::repo().join("tests/fixtures/tiny-phi3-fp16"),
+        support::repo().join("tests/fixtures/tiny-phi4mini"),
+        shared.join("phi3-micro-int4"),
+        shared.join("phi3-micro-fp16"),
+        shared.join("phi35-micro-int4"),
+        shared.join("phi4mini-micro-int4"),
+    ]
+}
+
 fn copy_heavy(engine: &mut Engine, prompt: &[i64], tokens: usize) -> Vec<i64> {
     let options = GenerateOptions { max_tokens: Some(tokens), do_sample: Some(false), suppress_eos: true, ..GenerateOptions::default() };
     let reply = run(engine, prompt, &options, None).completion.completion_ids;
@@ -76,17 +90,7 @@ fn copy_heavy(engine: &mut Engine, prompt: &[i64], tokens: usize) -> Vec<i64> {
 #[test]
 fn lookup_gives_plain_greedy_ids_on_every_fixture() {
     let runtime = support::runtime();
-    let shared = support::shared().join("fixtures");
-    let models = [
-        support::tiny_phi3(),
-        copying_fixture(),
-        support::repo().join("tests/fixtures/tiny-phi3-fp16"),
-        support::repo().join("tests/fixtures/tiny-phi4mini"),
-        shared.join("phi3-micro-int4"),
-        shared.join("phi3-micro-fp16"),
-        shared.join("phi35-micro-int4"),
-        shared.join("phi4mini-micro-int4"),
-    ];
+    let models = every_fixture();
     let mut compared = 0;
     let mut copying_accepted = 0;
     let mut other_verifications = 0;
@@ -162,7 +166,7 @@ fn lookup_stops_exactly_where_plain_decoding_stops() {
     // An EOS the reply meets in the middle of a draft: the copy whose EOS set holds a token the
     // reply generates at position 12.
     let temp = tempfile::tempdir().unwrap();
-    let eos_model = with_extra_eos(&copying_fixture(), full.completion_ids[12], temp.path());
+    let eos_model = support::with_extra_eos(&copying_fixture(), full.completion_ids[12], temp.path());
     let mut eos_engine = Engine::load(runtime, &eos_model, &DecoderSettings::default()).unwrap();
     let options = GenerateOptions { max_tokens: Some(40), do_sample: Some(false), ..GenerateOptions::default() };
     compare(&mut eos_engine, "EOS inside a draft", &prompt, &options, None);
@@ -221,25 +225,6 @@ fn lookup_crosses_the_4097_token_reread_like_plain_decoding() {
     assert!(across.accepted >= before.accepted + 10, "and after it: {across:?} (before: {before:?})");
 }
 
-/// A copy of a model folder whose EOS set also holds `extra_eos`.
-fn with_extra_eos(model: &Path, extra_eos: i64, into: &Path) -> PathBuf {
-    let copy = into.join(model.file_name().unwrap());
-    std::fs::create_dir_all(&copy).unwrap();
-    for entry in std::fs::read_dir(model).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), copy.join(entry.file_name())).unwrap();
-    }
-    let path = copy.join("genai_config.json");
-    let mut config: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    let mut eos: Vec<Value> = match &config["model"]["eos_token_id"] {
-        Value::Array(ids) => ids.clone(),
-        other => vec![other.clone()],
-    };
-    eos.push(json!(extra_eos));
-    config["model"]["eos_token_id"] = Value::Array(eos);
-    std::fs::write(&path, serde_json::to_string_pretty(&config).unwrap()).unwrap();
-    copy
-}
 
 
 /// A verification run computes k+1 rows at once, with matrix kernels for M = k+1 rows instead of
@@ -250,17 +235,7 @@ fn with_extra_eos(model: &Path, extra_eos: i64, into: &Path) -> PathBuf {
 #[test]
 fn verification_rows_choose_what_one_token_steps_choose() {
     let runtime = support::runtime();
-    let shared = support::shared().join("fixtures");
-    let models = [
-        support::tiny_phi3(),
-        copying_fixture(),
-        support::repo().join("tests/fixtures/tiny-phi3-fp16"),
-        support::repo().join("tests/fixtures/tiny-phi4mini"),
-        shared.join("phi3-micro-int4"),
-        shared.join("phi3-micro-fp16"),
-        shared.join("phi35-micro-int4"),
-        shared.join("phi4mini-micro-int4"),
-    ];
+    let models = every_fixture();
     let (mut rows_compared, mut straddling_runs, mut straddling_changed) = (0, 0, 0);
     for model in &models {
         let name = model.file_name().unwrap().to_string_lossy().into_owned();

@@ -33,18 +33,6 @@ fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
 }
 
-fn create(task: &str, out: &Path) {
-    let output = Command::new(env!("CARGO_BIN_EXE_modeldesk"))
-        .args(["create", "--from-onnx"])
-        .arg(support::tiny_phi3())
-        .arg("--out")
-        .arg(out)
-        .args(["--task", task])
-        .output()
-        .expect("run modeldesk create");
-    assert!(output.status.success(), "create {task}: {}", String::from_utf8_lossy(&output.stderr));
-}
-
 /// `modeldesk mlflow ARGS` against the shared server, with its own app home.
 fn mlflow_cli(home: &Path, args: &[&str]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_modeldesk"));
@@ -108,7 +96,7 @@ fn push_list_pull_round_trip_for_chat_and_prompt_packages() {
     let home = scratch.path().join("home");
     for task in ["chat", "prompt"] {
         let package = scratch.path().join(task);
-        create(task, &package);
+        support::create_with_cli(task, &package);
         let name = unique(&format!("rt-{task}"));
         let pushed = push(&home, &package, &name, &["--alias", "champion", "--alias", "candidate", "--tag", "team=desk", "--tag", "task=" , "--description", "pushed by the test"]);
         assert_eq!(pushed["name"], name.as_str());
@@ -151,7 +139,7 @@ fn pulls_by_version_alias_model_id_and_run_uri_into_a_chosen_folder() {
     let scratch = tempfile::tempdir().unwrap();
     let home = scratch.path().join("home");
     let package = scratch.path().join("chat");
-    create("chat", &package);
+    support::create_with_cli("chat", &package);
     let name = unique("uris");
     push(&home, &package, &name, &[]);
     let second = push(&home, &package, &name, &["--alias", "latest-good"]);
@@ -200,7 +188,7 @@ fn pulls_by_version_alias_model_id_and_run_uri_into_a_chosen_folder() {
 fn experiments_runs_logged_models_and_versions_list_page_by_page() {
     let scratch = tempfile::tempdir().unwrap();
     let package = scratch.path().join("prompt");
-    create("prompt", &package);
+    support::create_with_cli("prompt", &package);
     let prefix = unique("browse");
     let (first, second) = (format!("{prefix}-a"), format!("{prefix}-b"));
     let experiment = format!("{prefix}-experiment");
@@ -247,7 +235,7 @@ fn an_interrupted_pull_resumes_where_it_stopped() {
     let scratch = tempfile::tempdir().unwrap();
     let home = scratch.path().join("home");
     let package = scratch.path().join("prompt");
-    create("prompt", &package);
+    support::create_with_cli("prompt", &package);
     let name = unique("resume");
     push(&home, &package, &name, &[]);
     let cache = scratch.path().join("cache");
@@ -293,7 +281,7 @@ fn mlflow_loads_what_modeldesk_pushed_and_predicts_what_modeldesk_generates() {
     let scratch = tempfile::tempdir().unwrap();
     let home = scratch.path().join("home");
     let package = scratch.path().join("chat");
-    create("chat", &package);
+    support::create_with_cli("chat", &package);
     let name = unique("load");
     push(&home, &package, &name, &["--alias", "champion"]);
     let question = "Hello! What can you do?";
@@ -321,7 +309,7 @@ fn an_mlflow_2_server_gets_run_artifacts_and_a_runs_source() {
     let scratch = tempfile::tempdir().unwrap();
     let home = scratch.path().join("home");
     let package = scratch.path().join("prompt");
-    create("prompt", &package);
+    support::create_with_cli("prompt", &package);
     let name = unique("v2");
     let cli = |args: &[&str]| {
         let mut command = Command::new(env!("CARGO_BIN_EXE_modeldesk"));

@@ -6,8 +6,8 @@ use anyhow::{Result, bail};
 use clap::Args;
 use serde_json::json;
 
-use super::{KvModeArg, load_runtime};
-use crate::engine::{DecoderSettings, Engine, GenerateOptions};
+use super::{DecoderArgs, load_runtime};
+use crate::engine::{Engine, GenerateOptions};
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -22,15 +22,8 @@ pub struct BenchArgs {
     /// Measured runs, after one warm-up run.
     #[arg(long, default_value_t = 5, value_parser = super::value::runs)]
     pub runs: usize,
-    /// Intra-op threads (default: all physical cores).
-    #[arg(long, value_parser = super::value::threads)]
-    pub threads: Option<usize>,
-    #[arg(long, value_enum, default_value_t = KvModeArg::Shared)]
-    pub kv_mode: KvModeArg,
-    /// Let idle ONNX Runtime threads spin while waiting for work (ONNX Runtime's and
-    /// onnxruntime-genai's default; ModelDesk lets them sleep unless the folder's config says so).
-    #[arg(long)]
-    pub spinning: bool,
+    #[command(flatten)]
+    pub decoder: DecoderArgs,
     /// The sequence limit (default: prompt + generated tokens). ModelDesk reserves KV memory as
     /// the sequence grows, whatever this is.
     #[arg(long, value_parser = super::value::tokens)]
@@ -69,21 +62,12 @@ pub fn run(args: BenchArgs) -> Result<()> {
         bail!("--runs, --gen-tokens and --prompt-tokens must be at least 1");
     }
     let runtime = load_runtime()?;
-    let settings = DecoderSettings { intra_threads: args.threads, kv_mode: args.kv_mode.into(), thread_spinning: args.spinning.then_some(true) };
+    let settings = args.decoder.settings();
     let started = Instant::now();
     let mut engine = Engine::load(runtime, &args.model, &settings)?;
     let load_ms = started.elapsed().as_secs_f64() * 1000.0;
     let prompt_ids = bench_prompt(&engine, args.prompt_tokens)?;
-    let options = GenerateOptions {
-        max_length: Some(args.max_length.unwrap_or(args.prompt_tokens + args.gen_tokens)),
-        max_tokens: Some(args.gen_tokens),
-        do_sample: Some(false),
-        suppress_eos: true,
-        kv_mode: args.kv_mode.into(),
-        // Every run measures a whole prefill, not a reuse of the previous run's cache.
-        ignore_cached_prefix: true,
-        ..GenerateOptions::default()
-    };
+    let options = measured_run(&args, args.max_length.unwrap_or(args.prompt_tokens + args.gen_tokens));
     let cancel = AtomicBool::new(false);
     let mut samples = Vec::new();
     for run in 0..=args.runs {
@@ -147,6 +131,21 @@ pub fn run(args: BenchArgs) -> Result<()> {
 }
 
 /// The average decode step over all measured runs, split by what its time was spent on.
+/// Greedy generation of exactly `--gen-tokens` tokens within `max_length`, as every measured
+/// run does.
+pub(super) fn measured_run(args: &BenchArgs, max_length: usize) -> GenerateOptions {
+    GenerateOptions {
+        max_length: Some(max_length),
+        max_tokens: Some(args.gen_tokens),
+        do_sample: Some(false),
+        suppress_eos: true,
+        kv_mode: args.decoder.kv_mode.into(),
+        // Every run measures a whole prefill, not a reuse of the previous run's cache.
+        ignore_cached_prefix: true,
+        ..GenerateOptions::default()
+    }
+}
+
 fn decode_step_profile(samples: &[crate::engine::Timings]) -> serde_json::Value {
     let steps: usize = samples.iter().map(|t| t.decode_profile.steps).sum();
     let per_step = |pick: fn(&crate::engine::DecodeProfile) -> f64| {

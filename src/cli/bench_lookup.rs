@@ -13,8 +13,11 @@ use std::{sync::atomic::AtomicBool, time::Instant};
 use anyhow::{Result, bail};
 use serde_json::json;
 
-use super::{bench::BenchArgs, bench_prompt, load_runtime};
-use crate::engine::{Completion, DecoderSettings, Engine, GenerateOptions};
+use super::{
+    bench::{BenchArgs, measured_run},
+    bench_prompt, load_runtime,
+};
+use crate::engine::{Completion, Engine, GenerateOptions};
 
 /// One context's measurements: decode tokens/s per run and mode, and how lookup fared.
 struct Case {
@@ -40,20 +43,10 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         bail!("--runs, --gen-tokens and --prompt-tokens must be at least 1");
     }
     let runtime = load_runtime()?;
-    let settings = DecoderSettings { intra_threads: args.threads, kv_mode: args.kv_mode.into(), thread_spinning: args.spinning.then_some(true) };
+    let settings = args.decoder.settings();
     let mut engine = Engine::load(runtime, &args.model, &settings)?;
     let free = bench_prompt(&engine, args.prompt_tokens)?;
-    let max_length = |prompt: usize| Some(args.max_length.unwrap_or(prompt + args.gen_tokens).max(prompt + args.gen_tokens));
-    let plain_options = |prompt: usize| GenerateOptions {
-        max_length: max_length(prompt),
-        max_tokens: Some(args.gen_tokens),
-        do_sample: Some(false),
-        suppress_eos: true,
-        kv_mode: args.kv_mode.into(),
-        // Every run measures a whole prefill, not a reuse of the previous run's cache.
-        ignore_cached_prefix: true,
-        ..GenerateOptions::default()
-    };
+    let plain_options = |prompt: usize| measured_run(args, args.max_length.unwrap_or(prompt + args.gen_tokens).max(prompt + args.gen_tokens));
     let reply = generate(&mut engine, &free, &plain_options(free.len()))?;
     let copy_heavy: Vec<i64> = free.iter().chain(&reply.completion_ids).chain(&free).copied().collect();
     let mut cases = Vec::new();

@@ -7,7 +7,7 @@ use anyhow::{Result, bail};
 use serde_json::json;
 
 use super::{bench::BenchArgs, load_runtime};
-use crate::engine::{ChatMessage, ContextPolicy, DecoderSettings, Engine, GenerateOptions, Prompt};
+use crate::engine::{ChatMessage, ContextPolicy, Engine, GenerateOptions, Prompt};
 
 const SYSTEM_PROMPT: &str = "You are a helpful assistant.";
 const WORDS: &str = "The quick brown fox jumps over the lazy dog while the small model counts its tokens and \
@@ -35,7 +35,7 @@ pub fn run(args: &BenchArgs, turns: usize) -> Result<()> {
         bail!("--turns, --runs, --user-tokens and --reply-tokens must be at least 1");
     }
     let runtime = load_runtime()?;
-    let settings = DecoderSettings { intra_threads: args.threads, kv_mode: args.kv_mode.into(), thread_spinning: args.spinning.then_some(true) };
+    let settings = args.decoder.settings();
     let started = Instant::now();
     let mut engine = Engine::load(runtime, &args.model, &settings)?;
     let load_ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -45,7 +45,7 @@ pub fn run(args: &BenchArgs, turns: usize) -> Result<()> {
         max_tokens: Some(args.reply_tokens),
         do_sample: Some(false),
         suppress_eos: true,
-        kv_mode: args.kv_mode.into(),
+        kv_mode: args.decoder.kv_mode.into(),
         ignore_cached_prefix: args.no_reuse,
         ..GenerateOptions::default()
     };

@@ -11,9 +11,9 @@ use anyhow::{Context as _, Result, bail};
 use clap::Args;
 use serde_json::json;
 
-use super::{KvModeArg, load_runtime};
+use super::{DecoderArgs, load_runtime};
 use crate::session;
-use crate::engine::{ChatMessage, ContextPolicy, DecoderSettings, Engine, FinishReason, GenerateOptions, Progress, Prompt};
+use crate::engine::{ChatMessage, ContextPolicy, Engine, FinishReason, GenerateOptions, Progress, Prompt};
 
 #[derive(Debug, Args)]
 pub struct GenerateArgs {
@@ -62,15 +62,8 @@ pub struct GenerateArgs {
     /// Print one llm/v1/chat JSON object with metrics and token ids.
     #[arg(long)]
     pub json: bool,
-    /// Intra-op threads (default: all physical cores).
-    #[arg(long, value_parser = super::value::threads)]
-    pub threads: Option<usize>,
-    /// Keep the KV cache in shared buffers (default) or grow the past each step.
-    #[arg(long, value_enum, default_value_t = KvModeArg::Shared)]
-    pub kv_mode: KvModeArg,
-    /// Let idle ONNX Runtime threads spin while waiting for work (ONNX Runtime's default).
-    #[arg(long)]
-    pub spinning: bool,
+    #[command(flatten)]
+    pub decoder: DecoderArgs,
     /// Prompt-lookup decoding: draft the next tokens from text the context already holds and
     /// check them in one run (greedy only; can rarely differ from plain decoding at a near tie).
     #[arg(long)]
@@ -79,7 +72,7 @@ pub struct GenerateArgs {
 
 pub fn run(args: GenerateArgs) -> Result<()> {
     let runtime = load_runtime()?;
-    let settings = DecoderSettings { intra_threads: args.threads, kv_mode: args.kv_mode.into(), thread_spinning: args.spinning.then_some(true) };
+    let settings = args.decoder.settings();
     let mut engine =
         Engine::load(runtime, &args.model, &settings).with_context(|| format!("loading {}", args.model.display()))?;
     for warning in &engine.facts.warnings {
@@ -154,7 +147,7 @@ fn options_from(args: &GenerateArgs) -> Result<GenerateOptions> {
         repetition_penalty: args.repetition_penalty,
         seed: args.seed,
         stop: args.stop.clone(),
-        kv_mode: args.kv_mode.into(),
+        kv_mode: args.decoder.kv_mode.into(),
         prompt_lookup: args.prompt_lookup.then_some(true),
         ..GenerateOptions::default()
     };

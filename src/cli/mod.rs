@@ -40,7 +40,7 @@ pub use validate::ValidateArgs;
 
 use crate::{
     app_dirs::AppDirs,
-    engine::KvMode,
+    engine::{DecoderSettings, KvMode},
     runtime::{self, Candidates, Runtime},
 };
 
@@ -94,6 +94,27 @@ impl From<KvModeArg> for KvMode {
             KvModeArg::Shared => KvMode::Shared,
             KvModeArg::Growing => KvMode::Growing,
         }
+    }
+}
+
+/// How the engine runs the model: the flags `generate` and `bench` share.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DecoderArgs {
+    /// Intra-op threads (default: all physical cores).
+    #[arg(long, value_parser = value::threads)]
+    pub threads: Option<usize>,
+    /// Keep the KV cache in shared buffers (default) or grow the past each step.
+    #[arg(long, value_enum, default_value_t = KvModeArg::Shared)]
+    pub kv_mode: KvModeArg,
+    /// Let idle ONNX Runtime threads spin while waiting for work (ONNX Runtime's and
+    /// onnxruntime-genai's default; ModelDesk lets them sleep unless the folder's config says so).
+    #[arg(long)]
+    pub spinning: bool,
+}
+
+impl DecoderArgs {
+    pub fn settings(&self) -> DecoderSettings {
+        DecoderSettings { intra_threads: self.threads, kv_mode: self.kv_mode.into(), thread_spinning: self.spinning.then_some(true) }
     }
 }
 

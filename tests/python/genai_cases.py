@@ -12,6 +12,8 @@ import sys
 
 import onnxruntime_genai as og
 
+from genai_step import step
+
 models = {}
 
 
@@ -39,14 +41,8 @@ def run(case):
         params.set_search_options(max_length=case["max_length"], **case.get("options", {}))
         generator = og.Generator(model, params)
         generator.append_tokens(ids)
-        while not generator.is_done():
-            generator.generate_next_token()
-            token = int(generator.get_next_tokens()[0])
-            if token in eos:
-                result["finish_reason"] = "stop"
-                result["eos"] = token
-                break
-            result["generated_ids"].append(token)
+        while not generator.is_done() and step(generator, eos, result):
+            pass
     except Exception as error:  # genai raises for limits; the caller compares
         result["error"] = str(error)
     return result

@@ -16,6 +16,8 @@ import sys
 
 import onnxruntime_genai as og
 
+from genai_step import step
+
 models = {}
 
 
@@ -61,13 +63,8 @@ def replay(scenario):
         while len(ids) + len(result["generated_ids"]) < limit:
             if result["generated_ids"]:
                 fed.append(result["generated_ids"][-1])  # this step feeds the previous token
-            generator.generate_next_token()
-            token = int(generator.get_next_tokens()[0])
-            if token in eos:
-                result["finish_reason"] = "stop"
-                result["eos"] = token
+            if not step(generator, eos, result):
                 break
-            result["generated_ids"].append(token)
         results.append(result)
     return results
 

@@ -181,3 +181,23 @@ pub fn genai_reference(model: &Path, prompt: &str, max_length: usize, extra: &[&
     assert!(output.status.success(), "genai_ref.py failed:\n{}", String::from_utf8_lossy(&output.stderr));
     serde_json::from_slice(&output.stdout).expect("genai_ref.py prints JSON")
 }
+
+/// A copy of a model folder whose EOS set also holds `extra_eos`.
+pub fn with_extra_eos(model: &Path, extra_eos: i64, into: &Path) -> PathBuf {
+    let copy = into.join(model.file_name().unwrap());
+    std::fs::create_dir_all(&copy).unwrap();
+    for entry in std::fs::read_dir(model).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), copy.join(entry.file_name())).unwrap();
+    }
+    let path = copy.join("genai_config.json");
+    let mut config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let mut eos: Vec<serde_json::Value> = match &config["model"]["eos_token_id"] {
+        serde_json::Value::Array(ids) => ids.clone(),
+        other => vec![other.clone()],
+    };
+    eos.push(serde_json::json!(extra_eos));
+    config["model"]["eos_token_id"] = serde_json::Value::Array(eos);
+    std::fs::write(&path, serde_json::to_string_pretty(&config).unwrap()).unwrap();
+    copy
+}
