@@ -341,7 +341,12 @@ fn service_reports_progress_cancels_and_resumes() {
     }
     assert!(matches!(events.first(), Some(DownloadEvent::Planned { plan, .. }) if plan.files.len() == 5), "{:?}", events.first());
     assert!(matches!(events.last(), Some(DownloadEvent::Cancelled { id }) if *id == first), "{:?}", events.last());
-    assert!(wakes.load(Ordering::SeqCst) >= events.len());
+    // Every event is followed by a wake; the last one may land just after its event arrived.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while wakes.load(Ordering::SeqCst) < events.len() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(wakes.load(Ordering::SeqCst) >= events.len(), "{} wakes for {} events", wakes.load(Ordering::SeqCst), events.len());
 
     server.switches().stall_after = None;
     let second = service.start(variant(REPO, "main"));
