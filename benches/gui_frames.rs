@@ -10,7 +10,7 @@ use modeldesk::{
     gui::ModelDeskApp,
     app_dirs::AppDirs,
     chat::{Conversation, Message, ReplyStats, Role},
-    engine::{FinishReason, Timings, Usage, worker::RequestHandle},
+    engine::{FinishReason, Timings, Usage},
     runtime::Candidates,
 };
 
@@ -42,6 +42,7 @@ fn main() {
                 finish_reason: FinishReason::Stop,
                 dropped_messages: 0,
             }),
+            token_ids: None,
         });
     }
     let id = conversation.id.clone();
@@ -50,16 +51,9 @@ fn main() {
         state.tab = Tab::Chat;
         state.chat.conversations.insert(0, conversation);
         state.chat.current = Some(id.clone());
-        state.chat.streaming = Some(Streaming {
-            request: RequestHandle::detached(1),
-            conversation: id,
-            text: String::new(),
-            tokens: 0,
-            started: Instant::now(),
-            prompt_tokens: Some(3000),
-            dropped_messages: 0,
-            stopping: false,
-        });
+        let mut streaming = Streaming::fed(id);
+        streaming.prompt_tokens = Some(3000);
+        state.chat.streaming = Some(streaming);
     }
     harness.run_steps(3);
     let words = ["The", " river", " carries", " the", " boat", ",", " and", " **sailors**", " sing", ".\n"];

@@ -80,7 +80,7 @@ impl LoadedModel {
     pub fn prompt_ids(&self, prompt: &Prompt) -> Result<Vec<i64>, crate::engine::TokenizerError> {
         match prompt {
             Prompt::Raw(text) => self.tokenizer.encode(text),
-            Prompt::Chat(messages) => self.tokenizer.apply_chat_template(messages, true).and_then(|text| self.tokenizer.encode(&text)),
+            Prompt::Chat(messages) => self.tokenizer.encode_conversation(messages, true).map(|(_, ids)| ids),
         }
     }
 }

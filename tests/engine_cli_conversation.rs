@@ -39,8 +39,14 @@ fn a_conversation_file_is_answered_turn_by_turn_with_reuse_and_genais_ids() {
     }
     assert_eq!(lines[0]["reused_tokens"], 0);
     for pair in lines.windows(2) {
-        let previous_prompt = pair[0]["token_ids"]["prompt"].as_array().unwrap().len() as u64;
-        assert!(pair[1]["reused_tokens"].as_u64().unwrap() >= previous_prompt, "each turn reuses the one before");
+        // The reply's ids go into the next prompt as generated (not its text encoded again), so
+        // the reuse reaches the end of the reply: every token fed through the model (a token cut
+        // by max_tokens never was).
+        let previous_prompt = pair[0]["token_ids"]["prompt"].as_array().unwrap().len();
+        let reply = pair[0]["token_ids"]["completion"].as_array().unwrap();
+        let fed = reply.len() - usize::from(pair[0]["finish_reason"] == "length");
+        assert_eq!(pair[1]["token_ids"]["prompt"].as_array().unwrap()[previous_prompt..previous_prompt + reply.len()], reply[..]);
+        assert_eq!(pair[1]["reused_tokens"], previous_prompt + fed, "turn {} reuses the whole previous exchange", pair[1]["turn"]);
     }
     // onnxruntime-genai replaying the same requests on one generator gives the same ids.
     let config: Value = serde_json::from_str(&std::fs::read_to_string(model.join("genai_config.json")).unwrap()).unwrap();
@@ -89,7 +95,10 @@ fn bench_turns_reports_reuse_per_turn_and_none_without_it() {
     }
     let rows = turns(&reuse);
     assert_eq!(rows[0]["reused_tokens"], 0);
-    assert!(rows[1]["reused_tokens"].as_u64().unwrap() >= rows[0]["prompt_tokens"].as_u64().unwrap());
-    assert!(rows[2]["reused_tokens"].as_u64().unwrap() >= rows[1]["prompt_tokens"].as_u64().unwrap());
+    // Each reply is cut at 5 tokens, so its last one was never fed: the next turn reuses the
+    // previous prompt and the reply's first 4.
+    for pair in rows.windows(2) {
+        assert_eq!(pair[1]["reused_tokens"], pair[0]["prompt_tokens"].as_u64().unwrap() + 4);
+    }
     assert!(rows[0]["prompt_tokens"].as_u64().unwrap() >= 20);
 }

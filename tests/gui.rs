@@ -549,7 +549,7 @@ fn a_message_that_will_not_fit_is_held_back_with_the_ways_out() {
         assert!(turns < 200, "the history never reached the window ({tokens} tokens)");
         let conversation = harness.state_mut().state.current_conversation_mut().unwrap();
         conversation.push_user(&format!("Question {turns}: what does the weather look like where you are today?"));
-        conversation.messages.push(modeldesk::chat::Message { role: modeldesk::chat::Role::Assistant, content: "It is sunny and warm, with a light breeze from the sea.".into(), stats: None });
+        conversation.messages.push(modeldesk::chat::Message { role: modeldesk::chat::Role::Assistant, content: "It is sunny and warm, with a light breeze from the sea.".into(), stats: None, token_ids: None });
         turns += 1;
         idle(&mut harness);
     }

@@ -58,6 +58,8 @@ pub(super) enum ReplySource {
     /// A remote model answers one request on a thread of its own (MLflow's scoring server does
     /// not stream); the flag stops its retries.
     Remote { reply: Promise<Result<ChatReply, String>>, cancel: Arc<AtomicBool> },
+    /// Nothing behind it: whoever made it appends the text (`Streaming::fed`).
+    Fed,
 }
 
 /// What a reply was asked with, kept for its trace.
@@ -85,6 +87,13 @@ impl Streaming {
     /// A new reply from `source` for conversation `conversation`.
     pub(super) fn new(source: ReplySource, request: TurnRequest, conversation: String) -> Self {
         Self { source, request, conversation, text: String::new(), tokens: 0, started: Instant::now(), prompt_tokens: None, dropped_messages: 0, stopping: false }
+    }
+
+    /// A reply whose text the caller appends to `text` itself, with no engine behind it: the
+    /// frame-time benchmark streams synthetic tokens through the real window this way.
+    pub fn fed(conversation: String) -> Self {
+        let request = TurnRequest { model: String::new(), messages: Vec::new(), options: serde_json::Map::new(), started: SystemTime::now() };
+        Self::new(ReplySource::Fed, request, conversation)
     }
 
     /// Whether a remote model is answering (no tokens stream in).
@@ -244,6 +253,7 @@ impl AppState {
                 ticket.cancel();
                 streaming.stopping = true;
             }
+            ReplySource::Fed => streaming.stopping = true,
             ReplySource::Remote { cancel, .. } => {
                 cancel.store(true, Ordering::SeqCst);
                 if let Some(streaming) = self.chat.streaming.take() {
@@ -254,10 +264,12 @@ impl AppState {
     }
 
     /// A finished reply joins its conversation (and is recorded as a trace when traces are on).
-    pub(super) fn finish_reply(&mut self, streaming: Streaming, content: String, stats: Option<ReplyStats>, finish_reason: &str) {
+    /// `token_ids` are the ids the engine generated (None for a remote model's reply).
+    pub(super) fn finish_reply(&mut self, streaming: Streaming, reply: (String, Option<Vec<i64>>), stats: Option<ReplyStats>, finish_reason: &str) {
+        let (content, token_ids) = reply;
         let tokens = stats.map(|s| TokenCounts { prompt: s.usage.prompt_tokens, completion: s.usage.completion_tokens });
         if let Some(conversation) = self.chat.conversations.iter_mut().find(|c| c.id == streaming.conversation) {
-            conversation.messages.push(Message { role: Role::Assistant, content: content.clone(), stats });
+            conversation.messages.push(Message { role: Role::Assistant, content: content.clone(), stats, token_ids });
         }
         self.persist_conversation(&streaming.conversation);
         let request = streaming.request;
@@ -387,7 +399,8 @@ impl AppState {
                 let Some(streaming) = self.chat.streaming.take() else { return };
                 let dropped_messages = streaming.dropped_messages;
                 let stats = ReplyStats { usage: completion.usage, timings: completion.timings, finish_reason: completion.finish_reason, dropped_messages };
-                self.finish_reply(streaming, completion.text, Some(stats), completion.finish_reason.as_str());
+                let reason = completion.finish_reason.as_str();
+                self.finish_reply(streaming, (completion.text, Some(completion.completion_ids)), Some(stats), reason);
                 if dropped_messages > 0 {
                     self.notify(format!("{dropped_messages} earlier messages were left out to fit the context window"));
                 }

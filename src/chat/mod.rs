@@ -32,11 +32,16 @@ pub struct ReplyStats {
 }
 
 impl ReplyStats {
-    /// `10 prompt + 5 completion = 15 tokens · first token 12 ms · 80.0 tokens/s · stop`, and
+    /// `10 prompt + 5 completion = 15 tokens · first token 12 ms · 80.0 tokens/s · stop`, with
+    /// `10 prompt (8 cached)` when part of the prompt came from the KV cache, and
     /// `· prompt lookup: 6 of 8 drafted tokens kept` when drafts were verified.
     pub fn summary(&self) -> String {
+        let cached = match self.usage.cached_tokens {
+            0 => String::new(),
+            cached => format!(" ({cached} cached)"),
+        };
         let mut text = format!(
-            "{} prompt + {} completion = {} tokens · first token {:.0} ms · {:.1} tokens/s · {}",
+            "{} prompt{cached} + {} completion = {} tokens · first token {:.0} ms · {:.1} tokens/s · {}",
             self.usage.prompt_tokens,
             self.usage.completion_tokens,
             self.usage.total_tokens,
@@ -58,6 +63,11 @@ pub struct Message {
     pub content: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stats: Option<ReplyStats>,
+    /// The ids the conversation's model generated as this reply, so the next turn's prompt holds
+    /// them rather than the reply's text encoded again (which may differ and would be read again;
+    /// see `engine::conversation`). Stale ids (the text no longer matches) are ignored there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_ids: Option<Vec<i64>>,
 }
 
 /// Generation settings a conversation remembers (None: the model's default).
@@ -127,7 +137,7 @@ impl Conversation {
                 Role::User => "user",
                 Role::Assistant => "assistant",
             };
-            out.push(ChatMessage::new(role, &message.content));
+            out.push(ChatMessage { token_ids: message.token_ids.clone(), ..ChatMessage::new(role, &message.content) });
         }
         out
     }
@@ -140,7 +150,7 @@ impl Conversation {
                 self.title = title;
             }
         }
-        self.messages.push(Message { role: Role::User, content: text.to_owned(), stats: None });
+        self.messages.push(Message { role: Role::User, content: text.to_owned(), stats: None, token_ids: None });
         self.updated = now();
     }
 
@@ -223,6 +233,7 @@ pub(super) mod tests {
                 finish_reason: FinishReason::Stop,
                 dropped_messages: 0,
             }),
+            token_ids: Some(vec![7]),
         });
         chat
     }

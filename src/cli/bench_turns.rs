@@ -64,7 +64,7 @@ pub fn run(args: &BenchArgs, turns: usize) -> Result<()> {
                 bail!("turn {} generated {} tokens, expected {}", turn + 1, completion.usage.completion_tokens, args.reply_tokens);
             }
             per_turn[turn].push((completion.usage.prompt_tokens, completion.usage.cached_tokens, completion.timings.time_to_first_token_ms));
-            messages.push(ChatMessage::new("assistant", &completion.text));
+            messages.push(ChatMessage::reply(&completion.text, completion.completion_ids.clone()));
         }
     }
     let rows: Vec<serde_json::Value> = per_turn

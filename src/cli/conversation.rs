@@ -99,7 +99,7 @@ pub fn run(engine: &mut Engine, path: &Path, options: &GenerateOptions, as_json:
                 completion.timings.time_to_first_token_ms
             );
         }
-        messages.push(ChatMessage::new("assistant", &completion.text));
+        messages.push(ChatMessage::reply(&completion.text, completion.completion_ids.clone()));
     }
     Ok(())
 }

@@ -3,6 +3,7 @@
 //! Knows nothing of MLflow or the GUI.
 
 pub mod config;
+mod conversation;
 mod cpp_sort;
 pub mod decoder;
 pub mod folder;
@@ -251,11 +252,7 @@ impl Engine {
         match prompt {
             Prompt::Raw(text) => Ok(PreparedPrompt { text: text.clone(), ids: self.tokenizer.encode(text)?, dropped_messages: 0 }),
             Prompt::Chat(messages) => {
-                let encode = |messages: &[ChatMessage]| -> Result<(String, Vec<i64>), EngineError> {
-                    let text = self.tokenizer.apply_chat_template(messages, true)?;
-                    let ids = self.tokenizer.encode(&text)?;
-                    Ok((text, ids))
-                };
+                let encode = |messages: &[ChatMessage]| -> Result<(String, Vec<i64>), EngineError> { Ok(self.tokenizer.encode_conversation(messages, true)?) };
                 let (text, ids) = encode(messages)?;
                 if ids.len() < max_length || policy == ContextPolicy::Refuse {
                     return Ok(PreparedPrompt { text, ids, dropped_messages: 0 });

@@ -51,11 +51,22 @@ pub enum TokenizerError {
 pub struct ChatMessage {
     pub role: String,
     pub content: String,
+    /// The ids this model generated as this reply, when the caller kept them: the conversation
+    /// is then encoded with these ids in place of the reply's text (see
+    /// [`PromptTokenizer::encode_conversation`]). Never read from or written to JSON, so a
+    /// request from outside cannot set them and the template never sees them.
+    #[serde(skip)]
+    pub token_ids: Option<Vec<i64>>,
 }
 
 impl ChatMessage {
     pub fn new(role: &str, content: &str) -> Self {
-        Self { role: role.to_owned(), content: content.to_owned() }
+        Self { role: role.to_owned(), content: content.to_owned(), token_ids: None }
+    }
+
+    /// A reply of this model with the ids it was generated as.
+    pub fn reply(content: &str, token_ids: Vec<i64>) -> Self {
+        Self { token_ids: Some(token_ids), ..Self::new("assistant", content) }
     }
 }
 
@@ -70,7 +81,7 @@ pub enum TemplateSource {
 
 pub struct PromptTokenizer {
     tokenizer: tokenizers::Tokenizer,
-    template: String,
+    pub(crate) template: String,
     pub template_source: TemplateSource,
     bos_token: String,
     eos_token: String,
@@ -142,6 +153,12 @@ impl PromptTokenizer {
     /// tokenising megabytes only to find they do not fit would stall the caller.
     pub fn limit_prompt_tokens(&mut self, tokens: usize) {
         self.token_limit = Some(tokens);
+    }
+
+    /// The id of a vocabulary piece (`▁the`, `<0x41>`), for tests that spell text by hand.
+    #[cfg(test)]
+    pub(crate) fn piece_id(&self, piece: &str) -> Option<i64> {
+        self.tokenizer.token_to_id(piece).map(i64::from)
     }
 
     /// The fewest tokens `text` can encode to.

@@ -102,6 +102,12 @@ pub(super) async fn check_prompt(model: Arc<LoadedModel>, prompt: Prompt, option
 pub(super) async fn submit(state: &AppState, prompt: Prompt, options: GenerateOptions) -> Result<Submitted, ApiError> {
     let model = loaded_model(state)?;
     let prompt_tokens = check_prompt(model, prompt.clone(), options.clone()).await?;
+    enqueue(state, prompt, options, prompt_tokens)
+}
+
+/// Queues a prompt the caller has already encoded (`prompt_tokens` long, not empty) and found to
+/// leave room for a reply within the options' length limit.
+pub(super) fn enqueue(state: &AppState, prompt: Prompt, options: GenerateOptions, prompt_tokens: usize) -> Result<Submitted, ApiError> {
     let (tx, events) = unbounded_channel();
     let request = Request { prompt, options, policy: ContextPolicy::Refuse };
     let ticket = state

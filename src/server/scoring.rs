@@ -32,13 +32,13 @@ use serde_json::{Value, json};
 
 use super::{
     AppState,
-    chat::{count_prompt_tokens, loaded_model, run_to_end, submit},
+    chat::{count_prompt_tokens, enqueue, loaded_model, run_to_end},
     errors::{ApiError, Dialect},
     http::{GenerationInfo, read_body},
     sse::{ReplyIdentity, finish_reason},
 };
 use crate::{
-    engine::GenerateOptions,
+    engine::{GenerateOptions, generate},
     mlflow::{mlmodel::MlModel, yaml::Node},
 };
 
@@ -103,18 +103,9 @@ impl ScoringConfig {
         Some(ScoringConfig { task, model_name: text("model_name"), search })
     }
 
-    /// `search` laid over `base`.
+    /// `search` laid over `base` (whose KV mode stays: the package does not choose one).
     fn options(&self, base: &GenerateOptions) -> GenerateOptions {
-        let s = &self.search;
-        GenerateOptions {
-            max_length: s.max_length.or(base.max_length),
-            temperature: s.temperature.or(base.temperature),
-            top_p: s.top_p.or(base.top_p),
-            top_k: s.top_k.or(base.top_k),
-            do_sample: s.do_sample.or(base.do_sample),
-            repetition_penalty: s.repetition_penalty.or(base.repetition_penalty),
-            ..base.clone()
-        }
+        crate::session::layer(base, &GenerateOptions { kv_mode: base.kv_mode, ..self.search.clone() })
     }
 }
 
@@ -145,16 +136,23 @@ pub(super) async fn invocations(State(state): State<Arc<AppState>>, headers: Hea
         let mut generate = row_options.apply(&options)?;
         let model = loaded_model(&state).map_err(|e| e.in_dialect(Dialect::Mlflow))?;
         let context_length = model.facts.context_length;
-        let prompt_tokens = count_prompt_tokens(model, prompt.clone()).await.map_err(|e| e.in_dialect(Dialect::Mlflow))?;
+        let prompt_tokens = count_prompt_tokens(model.clone(), prompt.clone()).await.map_err(|e| e.in_dialect(Dialect::Mlflow))?;
         let limit = usize::try_from(row_options.limit(&options, prompt_tokens, context_length)).ok().filter(|limit| *limit > prompt_tokens);
         let Some(limit) = limit else {
             // No room after the prompt: the wrapper answers without generating.
             predictions.push(prediction(chat, &model_name, "", "length", prompt_tokens, 0));
             continue;
         };
+        if prompt_tokens == 0 {
+            return Err(ApiError::invalid("The prompt is empty.").in_dialect(Dialect::Mlflow));
+        }
         generate.max_length = Some(limit);
         generate.max_tokens = None;
-        let submitted = submit(&state, prompt, generate).await.map_err(|e| e.in_dialect(Dialect::Mlflow))?;
+        let facts = &model.facts;
+        generate::resolve(&generate, &facts.search, facts.default_max_length, facts.context_length)
+            .map_err(|e| ApiError::invalid(e.to_string()).in_dialect(Dialect::Mlflow))?;
+        // The prompt is counted and the limit leaves room after it: what `submit` checks.
+        let submitted = enqueue(&state, prompt, generate, prompt_tokens).map_err(|e| e.in_dialect(Dialect::Mlflow))?;
         let generated = run_to_end(&state, submitted, arrived).await.map_err(|e| e.in_dialect(Dialect::Mlflow))?;
         info = Some(info.map_or(generated.info, |sum| sum.add(generated.info)));
         let completion = generated.completion;

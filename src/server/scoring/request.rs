@@ -249,19 +249,18 @@ impl RowOptions {
 
     /// Everything but the length limit laid over `base`.
     pub(super) fn apply(&self, base: &GenerateOptions) -> Result<GenerateOptions, ApiError> {
-        let top_k = match self.top_k {
-            Some(k) => Some(usize::try_from(k).map_err(|_| bad_request(format!("`top_k` must be zero or more, got {k}.")))?),
-            None => base.top_k,
-        };
-        Ok(GenerateOptions {
-            temperature: self.temperature.map(|t| t as f32).or(base.temperature),
-            top_p: self.top_p.map(|p| p as f32).or(base.top_p),
+        let top_k = self.top_k.map(|k| usize::try_from(k).map_err(|_| bad_request(format!("`top_k` must be zero or more, got {k}.")))).transpose()?;
+        let row = GenerateOptions {
+            temperature: self.temperature.map(|t| t as f32),
+            top_p: self.top_p.map(|p| p as f32),
             top_k,
-            do_sample: self.do_sample.or(base.do_sample),
-            repetition_penalty: self.repetition_penalty.map(|r| r as f32).or(base.repetition_penalty),
-            seed: self.seed.or(base.seed),
-            ..base.clone()
-        })
+            do_sample: self.do_sample,
+            repetition_penalty: self.repetition_penalty.map(|r| r as f32),
+            seed: self.seed,
+            kv_mode: base.kv_mode,
+            ..GenerateOptions::default()
+        };
+        Ok(crate::session::layer(base, &row))
     }
 
     /// The wrapper's length limit (prompt + completion): `max_length` (0 or none: the
