@@ -4,7 +4,7 @@ onnxruntime-genai in its chat mode (one generator, each turn appended) and with 
 conversation prefilled again every turn. Prints the table and the ratios.
 
     python3 tools/bench_chat_vs_genai.py MODEL_DIR [--turns 5] [--user-tokens 120] [--reply-tokens 60]
-        [--threads 2] [--runs 1] [--rounds 2] [--tokenizer DIR] [--modeldesk target/release/modeldesk] [--json]
+        [--threads 2] [--runs 1] [--rounds 2] [--tokenizer DIR] [--modeldesk target/release/modeldesk] [--spinning] [--json]
 
 Needs `pip install -r tests/python/requirements.txt`. ModelDesk runs `modeldesk bench --turns …`;
 its JSON names the system prompt and user messages, which the genai side then uses, so both tools
@@ -123,6 +123,8 @@ def main():
     parser.add_argument("--rounds", type=int, default=2, help="alternate the four measurements this many times")
     parser.add_argument("--tokenizer", default=None, help="a folder with tokenizer.json and tokenizer_config.json to use instead")
     parser.add_argument("--modeldesk", default=None)
+    parser.add_argument("--spinning", action="store_true",
+                        help="let ModelDesk's idle ONNX Runtime threads spin, as genai's do (ModelDesk's default lets them sleep)")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--genai-child", choices=["chat", "reprefill"], help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -146,6 +148,8 @@ def measure(args, shown):
              "--reply-tokens", str(args.reply_tokens), "--runs", str(args.runs), "--json"]
     if args.threads:
         bench += ["--threads", str(args.threads)]
+    if args.spinning:
+        bench += ["--spinning"]
     samples = {"reuse": [[] for _ in range(args.turns)], "no_reuse": [[] for _ in range(args.turns)],
                "genai_chat": [[] for _ in range(args.turns)], "genai_reprefill": [[] for _ in range(args.turns)]}
     shapes = None

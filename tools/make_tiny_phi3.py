@@ -25,12 +25,18 @@ a cache folder):
 Random weights never copy from their context, which is what prompt-lookup decoding speeds up. With
 `--attention-scale 0.003` attention barely reaches the residual stream, so each token all but decides
 the next: a greedy reply that meets a token the context holds follows the chain that came after it
-there, as a real model copies code it is asked to repeat. The committed copying fixture and its
-Phi-3-mini-shaped counterpart for benchmarks:
+there, as a real model copies code it is asked to repeat. The committed copying fixture:
 
     python3 tools/make_tiny_phi3.py tests/fixtures/tiny-phi3-copying --attention-scale 0.003 --context-length 8192
-    python3 tools/make_tiny_phi3.py ~/.cache/modeldesk/bench/phi3-mini-4layers-copying --shape phi3-mini \
-        --attention-scale 0.003
+
+At Phi-3-mini's width 0.003 is still enough for the context to tip close calls (a reply follows its
+earlier copy for only a few tokens), so the benchmark counterpart switches attention's output off
+altogether (`--attention-scale 0`; every kernel still runs, so a step costs what it does with
+attention): each token then decides the next exactly, and a reply whose start the context already
+holds copies it to the end, the best case for prompt lookup:
+
+    python3 tools/make_tiny_phi3.py ~/.cache/modeldesk/bench/phi3-mini-4layers-chain --shape phi3-mini \
+        --attention-scale 0
 
 What it writes is a model folder in the published Phi-3 ONNX format (`genai_config.json`,
 `model.onnx` + `model.onnx.data`, `tokenizer.json`, `tokenizer_config.json` with a chat template),
@@ -366,7 +372,8 @@ def main():
     parser.add_argument("--tie-embeddings", action="store_true", help="embeddings read from the int4 lm_head (Phi-4-mini)")
     parser.add_argument("--attention-scale", type=float, default=1.0,
                         help="scales the attention output projection; a small value (0.003) makes each token all but decide the "
-                        "next, so greedy replies follow chains the context already holds (a copying model for prompt lookup)")
+                        "next, so greedy replies follow chains the context already holds (a copying model for prompt lookup); "
+                        "0 makes it exact")
     args = parser.parse_args()
     if args.shape == "phi3-mini":
         args.hidden, args.heads, args.kv_heads, args.intermediate = 3072, 32, 32, 8192
