@@ -168,8 +168,10 @@ fn chatting_shows_the_reply_with_usage_and_stop_stops() {
     }
     assert!(harness.query_by_label_contains("/ 2048 tokens").is_some(), "the context meter shows tokens used of the context");
 
-    // A long reply, stopped with Esc right away.
-    send(&mut harness, "The weather is sunny");
+    // A long reply, stopped with Esc right away. (Greedy, this model answers "Why?" after the
+    // first reply with 1,137 tokens: `generate --conversation` on the same two turns. A short
+    // reply could end before Esc arrives.)
+    send(&mut harness, "Why?");
     assert!(harness.state().state.chat.streaming.is_some());
     harness.key_press(egui::Key::Escape);
     step_until(&mut harness, "the stopped reply", |h| h.state().state.chat.streaming.is_none());
@@ -178,7 +180,7 @@ fn chatting_shows_the_reply_with_usage_and_stop_stops() {
     let last = conversation.messages.last().unwrap();
     let stats = last.stats.unwrap();
     assert_eq!(stats.finish_reason, modeldesk::engine::FinishReason::Cancelled);
-    assert!(stats.usage.completion_tokens < 1298, "stopped early ({} tokens)", stats.usage.completion_tokens);
+    assert!(stats.usage.completion_tokens < 1137, "stopped early ({} tokens)", stats.usage.completion_tokens);
     assert!(harness.query_by_label_contains("· cancelled").is_some(), "the reply says it was stopped");
     // Conversations are kept on disk.
     idle(&mut harness);
