@@ -264,9 +264,16 @@ impl AppState {
     }
 
     /// A finished reply joins its conversation (and is recorded as a trace when traces are on).
-    /// `token_ids` are the ids the engine generated (None for a remote model's reply).
-    pub(super) fn finish_reply(&mut self, streaming: Streaming, reply: (String, Option<Vec<i64>>), stats: Option<ReplyStats>, finish_reason: &str) {
-        let (content, token_ids) = reply;
+    /// `token_ids` are the ids the engine generated (None for a remote model's reply), kept so
+    /// the next turn's prompt carries them instead of the text encoded again.
+    pub(super) fn finish_reply(
+        &mut self,
+        streaming: Streaming,
+        content: String,
+        token_ids: Option<Vec<i64>>,
+        stats: Option<ReplyStats>,
+        finish_reason: &str,
+    ) {
         let tokens = stats.map(|s| TokenCounts { prompt: s.usage.prompt_tokens, completion: s.usage.completion_tokens });
         if let Some(conversation) = self.chat.conversations.iter_mut().find(|c| c.id == streaming.conversation) {
             conversation.messages.push(Message { role: Role::Assistant, content: content.clone(), stats, token_ids });
@@ -400,7 +407,7 @@ impl AppState {
                 let dropped_messages = streaming.dropped_messages;
                 let stats = ReplyStats { usage: completion.usage, timings: completion.timings, finish_reason: completion.finish_reason, dropped_messages };
                 let reason = completion.finish_reason.as_str();
-                self.finish_reply(streaming, (completion.text, Some(completion.completion_ids)), Some(stats), reason);
+                self.finish_reply(streaming, completion.text, Some(completion.completion_ids), Some(stats), reason);
                 if dropped_messages > 0 {
                     self.notify(format!("{dropped_messages} earlier messages were left out to fit the context window"));
                 }

@@ -340,7 +340,7 @@ impl AppState {
             Ok(reply) => {
                 let stats = reply_stats(&reply, streaming.started.elapsed());
                 let reason = reply.finish_reason.clone().unwrap_or_else(|| "stop".into());
-                self.finish_reply(streaming, (reply.text, None), stats, &reason);
+                self.finish_reply(streaming, reply.text, None, stats, &reason);
             }
             Err(message) => {
                 self.persist_conversation(&streaming.conversation);

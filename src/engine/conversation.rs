@@ -24,6 +24,16 @@ impl PromptTokenizer {
     /// `encode(apply_chat_template(..))`. Returns the rendered text and the ids.
     pub fn encode_conversation(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<(String, Vec<i64>), TokenizerError> {
         let text = self.apply_chat_template(messages, add_generation_prompt)?;
+        let ids = match self.splice_replies(messages, add_generation_prompt, &text)? {
+            Some(ids) => ids,
+            None => self.encode(&text)?,
+        };
+        Ok((text, ids))
+    }
+
+    /// The ids of `text` (the rendered `messages`) with each reply's kept ids in place of its
+    /// text, or None when no reply can be spliced in that way.
+    fn splice_replies(&self, messages: &[ChatMessage], add_generation_prompt: bool, text: &str) -> Result<Option<Vec<i64>>, TokenizerError> {
         let replies: Vec<(usize, &[i64])> = messages
             .iter()
             .enumerate()
@@ -33,26 +43,30 @@ impl PromptTokenizer {
             })
             .collect();
         if replies.is_empty() || text.contains(MARK) {
-            let ids = self.encode(&text)?;
-            return Ok((text, ids));
+            return Ok(None);
         }
         let mut marked = messages.to_vec();
         for (n, &(index, _)) in replies.iter().enumerate() {
             marked[index].content = format!("{MARK}{n}{MARK}");
         }
         let marked_text = self.apply_chat_template(&marked, add_generation_prompt)?;
-        let Some(pieces) = pieces_around_replies(&marked_text, &text, messages, &replies) else {
-            let ids = self.encode(&text)?;
-            return Ok((text, ids));
+        let Some(pieces) = pieces_around_replies(&marked_text, text, messages, &replies) else {
+            return Ok(None);
         };
+        // `pieces` has one more entry than `replies`: the text after the last reply.
         let mut ids = Vec::new();
-        for (piece, reply) in pieces.iter().zip(replies.iter().map(|r| Some(r.1)).chain(std::iter::once(None))) {
-            if !piece.is_empty() {
-                ids.extend(self.encode(piece)?);
-            }
-            ids.extend_from_slice(reply.unwrap_or_default());
+        for (piece, &(_, reply_ids)) in pieces.iter().zip(&replies) {
+            ids.extend(self.encode_piece(piece)?);
+            ids.extend_from_slice(reply_ids);
         }
-        Ok((text, ids))
+        if let Some(last) = pieces.last() {
+            ids.extend(self.encode_piece(last)?);
+        }
+        Ok(Some(ids))
+    }
+
+    fn encode_piece(&self, piece: &str) -> Result<Vec<i64>, TokenizerError> {
+        if piece.is_empty() { Ok(Vec::new()) } else { self.encode(piece) }
     }
 }
 
