@@ -102,3 +102,49 @@ fn bench_turns_reports_reuse_per_turn_and_none_without_it() {
     }
     assert!(rows[0]["prompt_tokens"].as_u64().unwrap() >= 20);
 }
+
+/// `--ort-profile` writes ONNX Runtime's profile of exactly the runs the engine made: per turn
+/// one run over the new tokens (the reused ones are not read again), then one per fed reply token.
+#[test]
+fn ort_profile_records_each_run_the_engine_made() {
+    let model = support::tiny_phi3();
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = dir.path().join("turns");
+    let output = Command::new(env!("CARGO_BIN_EXE_modeldesk"))
+        .args(["bench", "--model", model.to_str().unwrap(), "--turns", "2", "--user-tokens", "20", "--reply-tokens", "5"])
+        .args(["--runs", "1", "--json", "--ort-profile", prefix.to_str().unwrap()])
+        .output()
+        .expect("run modeldesk");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "bench --ort-profile failed:\n{stderr}");
+    let report: Value = serde_json::from_slice(&output.stdout).expect("bench prints JSON");
+    let named = stderr.lines().find_map(|line| line.strip_prefix("ONNX Runtime profile: ")).expect("the profile's path on stderr");
+    let files: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|entry| entry.unwrap().path()).collect();
+    assert_eq!(files.len(), 1, "one profile: {files:?}");
+    assert!(files[0].file_name().unwrap().to_string_lossy().starts_with("turns_"), "{files:?}");
+    assert!(files[0].ends_with(std::path::Path::new(named).file_name().unwrap()), "{named} names {files:?}");
+    let events: Vec<Value> = serde_json::from_str(&std::fs::read_to_string(&files[0]).unwrap()).expect("the profile is JSON");
+    let mut runs: Vec<&Value> = events.iter().filter(|e| e["name"] == "model_run").collect();
+    runs.sort_by_key(|e| e["ts"].as_u64());
+    // New tokens per run, read from the attention node's query input ([1, new, …]).
+    let new_tokens: Vec<u64> = runs
+        .iter()
+        .map(|run| {
+            let (start, end) = (run["ts"].as_u64().unwrap(), run["ts"].as_u64().unwrap() + run["dur"].as_u64().unwrap());
+            let attention = events
+                .iter()
+                .find(|e| e["args"]["op_name"] == "GroupQueryAttention" && (start..=end).contains(&e["ts"].as_u64().unwrap_or(0)))
+                .expect("each run ran the attention node");
+            attention["args"]["input_type_shape"][0]["float"][1].as_u64().unwrap()
+        })
+        .collect();
+    // A warm-up request and the two turns, each a prompt run and 4 one-token steps (the fifth
+    // reply token is never fed).
+    assert_eq!(new_tokens.len(), 3 * 5, "runs: {new_tokens:?}");
+    let turns = report["per_turn"].as_array().unwrap();
+    let read = |turn: &Value| turn["prompt_tokens"].as_u64().unwrap() - turn["reused_tokens"].as_u64().unwrap();
+    let expected: Vec<u64> =
+        [turns[0]["prompt_tokens"].as_u64().unwrap(), read(&turns[0]), read(&turns[1])].iter().flat_map(|&n| [n, 1, 1, 1, 1]).collect();
+    assert_eq!(new_tokens, expected);
+    assert!(read(&turns[1]) < turns[1]["prompt_tokens"].as_u64().unwrap() / 2, "turn 2 reads only what is new: {new_tokens:?}");
+}

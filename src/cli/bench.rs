@@ -79,6 +79,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             samples.push(completion.timings);
         }
     }
+    args.decoder.finish_profile(&mut engine)?;
     let stat = |pick: fn(&crate::engine::Timings) -> f64| {
         let mut values: Vec<f64> = samples.iter().map(pick).collect();
         values.sort_by(f64::total_cmp);

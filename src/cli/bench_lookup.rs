@@ -100,6 +100,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         }
         cases.push(case);
     }
+    args.decoder.finish_profile(&mut engine)?;
     report(args, &engine, &cases)
 }
 

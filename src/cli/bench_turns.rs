@@ -67,6 +67,7 @@ pub fn run(args: &BenchArgs, turns: usize) -> Result<()> {
             messages.push(ChatMessage::reply(&completion.text, completion.completion_ids.clone()));
         }
     }
+    args.decoder.finish_profile(&mut engine)?;
     let rows: Vec<serde_json::Value> = per_turn
         .iter()
         .enumerate()

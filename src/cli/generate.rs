@@ -65,7 +65,8 @@ pub struct GenerateArgs {
     #[command(flatten)]
     pub decoder: DecoderArgs,
     /// Prompt-lookup decoding: draft the next tokens from text the context already holds and
-    /// check them in one run (greedy only; can rarely differ from plain decoding at a near tie).
+    /// check them in one run (greedy only; can differ from plain decoding at a close choice, since
+    /// a run of several tokens uses other kernels than a one-token step).
     #[arg(long)]
     pub prompt_lookup: bool,
 }
@@ -79,7 +80,8 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         eprintln!("warning: {warning}");
     }
     if let Some(path) = &args.conversation {
-        return super::conversation::run(&mut engine, path, &options_from(&args)?, args.json);
+        super::conversation::run(&mut engine, path, &options_from(&args)?, args.json)?;
+        return args.decoder.finish_profile(&mut engine);
     }
     let prompt = match (&args.prompt, &args.user) {
         (Some(text), _) => Prompt::Raw(unescape(text)),
@@ -103,6 +105,7 @@ pub fn run(args: GenerateArgs) -> Result<()> {
             let _ = stdout.flush();
         }
     })?;
+    args.decoder.finish_profile(&mut engine)?;
     if args.json {
         let response = chat_completion_json(&engine.facts.name, &completion);
         println!("{}", serde_json::to_string_pretty(&response)?);

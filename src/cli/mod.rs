@@ -110,11 +110,29 @@ pub struct DecoderArgs {
     /// onnxruntime-genai's default; ModelDesk lets them sleep unless the folder's config says so).
     #[arg(long)]
     pub spinning: bool,
+    /// Write ONNX Runtime's profile of every model run to PREFIX_<date>.json (its path is printed
+    /// on stderr at the end), as onnxruntime-genai's `enable_profiling` session option does.
+    #[arg(long, value_name = "PREFIX")]
+    pub ort_profile: Option<PathBuf>,
 }
 
 impl DecoderArgs {
     pub fn settings(&self) -> DecoderSettings {
-        DecoderSettings { intra_threads: self.threads, kv_mode: self.kv_mode.into(), thread_spinning: self.spinning.then_some(true) }
+        DecoderSettings {
+            intra_threads: self.threads,
+            kv_mode: self.kv_mode.into(),
+            thread_spinning: self.spinning.then_some(true),
+            ort_profile: self.ort_profile.clone(),
+        }
+    }
+
+    /// Ends the profile `--ort-profile` started, naming its file on stderr.
+    pub fn finish_profile(&self, engine: &mut crate::engine::Engine) -> Result<()> {
+        if self.ort_profile.is_some() {
+            let file = engine.decoder.end_profiling()?;
+            eprintln!("ONNX Runtime profile: {file}");
+        }
+        Ok(())
     }
 }
 

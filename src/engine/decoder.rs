@@ -67,6 +67,11 @@ pub struct DecoderSettings {
     /// onnxruntime-genai's) instead of sleeping; `None` = the folder's
     /// `session.intra_op.allow_spinning` config entry, else [`SPINNING_BY_DEFAULT`].
     pub thread_spinning: Option<bool>,
+    /// Where ONNX Runtime writes its profile of every run (a file name prefix; the file is
+    /// `<prefix>_<date>.json`, written by [`Decoder::end_profiling`]). Only a caller's choice:
+    /// genai_config.json's `enable_profiling` is not honoured, so opening a folder never writes
+    /// files outside it.
+    pub ort_profile: Option<std::path::PathBuf>,
 }
 
 /// ModelDesk lets idle intra-op threads sleep. Spinning saves a thread's wake-up at each of a
@@ -157,6 +162,9 @@ impl Decoder {
             })?;
         }
         builder = builder.with_intra_op_spinning(spinning).map_err(|e| session_error(ort::Error::<()>::from(e).to_string()))?;
+        if let Some(prefix) = &settings.ort_profile {
+            builder = builder.with_profiling(prefix).map_err(|e| session_error(ort::Error::<()>::from(e).to_string()))?;
+        }
         if !providers.is_empty() {
             builder = builder
                 .with_execution_providers(providers.iter().map(|(_, ep)| ep.clone()).collect::<Vec<_>>())
@@ -170,6 +178,12 @@ impl Decoder {
         let run_options = Arc::new(RunOptions::new().map_err(|e| session_error(e.to_string()))?);
         let facts = SessionFacts { execution_providers, intra_threads: threads, thread_spinning: spinning, warnings };
         Ok(Self { session, io, facts, run_options })
+    }
+
+    /// Ends ONNX Runtime's profiling (see [`DecoderSettings::ort_profile`]) and returns the file
+    /// it wrote.
+    pub fn end_profiling(&mut self) -> Result<String, DecoderError> {
+        self.session.end_profiling().map_err(run_error)
     }
 
     /// A handle that stops a running step from another thread.
