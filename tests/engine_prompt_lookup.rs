@@ -228,10 +228,10 @@ fn lookup_crosses_the_4097_token_reread_like_plain_decoding() {
 
 
 /// A verification run computes k+1 rows at once, with matrix kernels for M = k+1 rows instead of
-/// 1. Its rows are not bitwise the one-token steps' (the int4 kernels round differently), but on
-/// every fixture each row picks the same greedy token, unless the run straddles LongRoPE's
-/// switch: then all its rows use the table its last row picks, so the engine never drafts across
-/// it (`prompt_lookup::draft_room`).
+/// 1. Its rows are not bitwise the one-token steps' (at accuracy level 4 the int4 kernels quantise
+/// activations differently for one row and for several), but on every fixture each row picks the
+/// same greedy token, unless the run straddles LongRoPE's switch: then all its rows use the table
+/// its last row picks, so the engine never drafts across it (`prompt_lookup::draft_room`).
 #[test]
 fn verification_rows_choose_what_one_token_steps_choose() {
     let runtime = support::runtime();

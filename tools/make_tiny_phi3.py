@@ -46,7 +46,8 @@ with the operators and I/O of Microsoft's `cpu-int4-rtn-block-32-acc-level-4` re
   (RMSNorm with residual), a packed QKV projection feeding `com.microsoft.GroupQueryAttention` with
   fused rotary (`do_rotary=1`, cos/sin caches), SiLU-gated MLP, and every projection (QKV, o, gate,
   up, down, lm_head) as `com.microsoft.MatMulNBits` (4 bits, block 32, accuracy level 4, symmetric),
-  quantized by ONNX Runtime's own `MatMulNBitsQuantizer`;
+  quantized by ONNX Runtime's own `MatMulNBitsQuantizer` (`--accuracy-level 1` keeps the activations
+  in float32: then a run of several tokens computes each row as one-token steps do, to 1e-5);
 * inputs `input_ids`, `attention_mask`, `past_key_values.N.key/value` (no `position_ids`);
   outputs `logits`, `present.N.key/value`; the mask is reduced to GQA's `seqlens_k` and
   `total_sequence_length` inside the graph.
@@ -374,6 +375,9 @@ def main():
                         help="scales the attention output projection; a small value (0.003) makes each token all but decide the "
                         "next, so greedy replies follow chains the context already holds (a copying model for prompt lookup); "
                         "0 makes it exact")
+    parser.add_argument("--accuracy-level", type=int, choices=[0, 1, 2, 3, 4], default=4,
+                        help="MatMulNBits' accuracy_level: 4 (the releases) quantises activations to int8, with other kernels "
+                        "for one row than for several; 1 computes in float32")
     args = parser.parse_args()
     if args.shape == "phi3-mini":
         args.hidden, args.heads, args.kv_heads, args.intermediate = 3072, 32, 32, 8192
@@ -393,7 +397,7 @@ def main():
             to_float16(model)
             quantized = model
         else:
-            quantizer = MatMulNBitsQuantizer(model, bits=4, block_size=32, is_symmetric=True, accuracy_level=4)
+            quantizer = MatMulNBitsQuantizer(model, bits=4, block_size=32, is_symmetric=True, accuracy_level=args.accuracy_level)
             quantizer.process()
             quantized = quantizer.model.model
             if args.tie_embeddings:

@@ -29,8 +29,9 @@ pub const MAX_PAUSE: usize = 16;
 /// What the setting does, for the chat settings' tooltip and the CLI help.
 pub const TOOLTIP: &str = "Prompt lookup: when the reply repeats text that is already in the conversation (code being \
 edited, a quoted document), guess the next tokens from it and check several at once, which makes such replies \
-faster. Greedy decoding only (ignored when sampling). The result can rarely differ from plain decoding: checking \
-several tokens in one run rounds the model's arithmetic slightly differently, which can change a near tie.";
+faster. Greedy decoding only (ignored when sampling). The result can differ from plain decoding: ONNX Runtime \
+computes a run of several tokens with other kernels than a one-token step (on int4 models built at accuracy level 4, \
+as the CPU releases are, their 8-bit arithmetic differs by a few percent), which can turn a close choice.";
 
 /// The tokens that followed the most recent earlier occurrence of the longest suffix n-gram of
 /// `sequence` (from [`MAX_NGRAM`] down to [`MIN_NGRAM`] tokens), at most `max_tokens` of them. A more recent
