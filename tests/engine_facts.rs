@@ -62,6 +62,54 @@ fn thread_spinning_follows_the_caller_then_the_folder() {
     assert_eq!((longrope("phi35-micro-int4"), longrope("phi4mini-micro-int4"), longrope("phi3-micro-int4")), (Some(64), Some(64), None));
 }
 
+/// The folder's session options that onnxruntime-genai applies: the optimisation level, memory
+/// pattern and inter-op threads are applied (every level genai names loads and generates); a
+/// native operator library, a profile and switching off the CPU arena are not, and each says so.
+#[test]
+fn the_folders_session_options_are_applied_or_named() {
+    let tiny = support::tiny_phi3();
+    let copy = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(&tiny).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), copy.path().join(entry.file_name())).unwrap();
+    }
+    let path = copy.path().join("genai_config.json");
+    let original: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let write = |options: serde_json::Value| {
+        let mut config = original.clone();
+        for (key, value) in options.as_object().unwrap() {
+            config["model"]["decoder"]["session_options"][key] = value.clone();
+        }
+        std::fs::write(&path, config.to_string()).unwrap();
+    };
+    let options = GenerateOptions { max_tokens: Some(5), do_sample: Some(false), ..GenerateOptions::default() };
+    let levels = ["ORT_DISABLE_ALL", "ORT_ENABLE_BASIC", "ORT_ENABLE_EXTENDED", "ORT_ENABLE_LAYOUT", "ORT_ENABLE_ALL"];
+    for level in levels {
+        write(serde_json::json!({"graph_optimization_level": level, "enable_mem_pattern": false, "inter_op_num_threads": 1}));
+        let mut engine = Engine::load(support::runtime(), copy.path(), &DecoderSettings::default()).unwrap_or_else(|e| panic!("{level}: {e}"));
+        assert!(engine.facts.warnings.is_empty(), "{level}: {:?}", engine.facts.warnings);
+        let completion = engine.generate_ids(&[1, 2, 3], &options, &AtomicBool::new(false), &mut |_| {}).unwrap();
+        assert_eq!(completion.completion_ids.len(), 5, "{level}");
+    }
+    assert_eq!(levels.len(), 5);
+
+    write(serde_json::json!({"graph_optimization_level": "ORT_ENABLE_EVERYTHING"}));
+    let refused = Engine::load(support::runtime(), copy.path(), &DecoderSettings::default()).err().expect("an unknown level is refused");
+    assert!(refused.to_string().contains("graph_optimization_level"), "{refused}");
+
+    write(serde_json::json!({"custom_ops_library": "libcustom.so", "enable_profiling": "folder_profile", "enable_cpu_mem_arena": false}));
+    let mut engine = Engine::load(support::runtime(), copy.path(), &DecoderSettings::default()).unwrap();
+    engine.generate_ids(&[1, 2, 3], &options, &AtomicBool::new(false), &mut |_| {}).unwrap();
+    let warnings = engine.facts.warnings.clone();
+    drop(engine);
+    for named in ["libcustom.so", "profiling", "memory arena"] {
+        assert!(warnings.iter().any(|w| w.contains(named)), "a warning names {named}: {warnings:?}");
+    }
+    assert_eq!(warnings.len(), 3, "{warnings:?}");
+    let written = |dir: &Path| std::fs::read_dir(dir).unwrap().filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("folder_profile")).count();
+    assert_eq!(written(copy.path()) + written(Path::new(".")), 0, "no profile was written");
+}
+
 #[test]
 fn a_128k_context_allocates_nothing_up_front() {
     // tiny-phi4mini with Phi-3.5-mini's configured context of 131,072 tokens.

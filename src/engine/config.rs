@@ -51,6 +51,8 @@ pub struct SessionOptions {
     pub graph_optimization_level: Option<String>,
     pub log_severity_level: Option<i64>,
     pub custom_ops_library: Option<String>,
+    /// Read only to say it is not honoured (see `DecoderSettings::ort_profile`).
+    pub enable_profiling: Option<serde_json::Value>,
     /// ONNX Runtime session config entries (`{"session.intra_op.allow_spinning": "0"}`), applied
     /// as onnxruntime-genai applies them.
     pub config_entries: BTreeMap<String, String>,
@@ -327,6 +329,23 @@ pub const MAX_HIDDEN_SIZE: usize = 1 << 20;
 /// Most threads a session may ask for.
 pub const MAX_THREADS: usize = 1024;
 
+/// `graph_optimization_level` as onnxruntime-genai spells it.
+const OPTIMIZATION_LEVELS: [(&str, ort::session::builder::GraphOptimizationLevel); 5] = {
+    use ort::session::builder::GraphOptimizationLevel as Level;
+    [
+        ("ORT_DISABLE_ALL", Level::Disable),
+        ("ORT_ENABLE_BASIC", Level::Level1),
+        ("ORT_ENABLE_EXTENDED", Level::Level2),
+        ("ORT_ENABLE_LAYOUT", Level::Level3),
+        ("ORT_ENABLE_ALL", Level::All),
+    ]
+};
+
+/// The ONNX Runtime level a `graph_optimization_level` value names.
+pub fn optimization_level(name: &str) -> Option<ort::session::builder::GraphOptimizationLevel> {
+    OPTIMIZATION_LEVELS.iter().find(|(known, _)| *known == name).map(|(_, level)| *level)
+}
+
 fn in_range(key: &str, value: usize, min: usize, max: usize) -> Result<(), (String, String)> {
     if value < min || value > max {
         return Err((key.to_owned(), format!("is {value}; it must be between {min} and {max}")));
@@ -368,6 +387,14 @@ fn check_ranges(config: &GenaiConfig) -> Result<(), (String, String)> {
     ] {
         if let Some(value) = value {
             in_range(key, value, 0, MAX_THREADS)?;
+        }
+    }
+    if let Some(level) = &threads.graph_optimization_level {
+        if optimization_level(level).is_none() {
+            return Err((
+                "model.decoder.session_options.graph_optimization_level".into(),
+                format!("is \"{level}\"; expected one of {}", OPTIMIZATION_LEVELS.map(|(name, _)| name).join(", ")),
+            ));
         }
     }
     config.search.check("search", model.context_length)

@@ -149,10 +149,20 @@ impl Decoder {
             |message: String| DecoderError::Session { path: folder.decoder.clone(), message };
         let (providers, mut warnings) = execution_providers(&options.provider_options);
         let mut builder = Session::builder(runtime.environment()).map_err(|e| session_error(e.to_string()))?;
+        // The folder's own choices, as onnxruntime-genai applies them (the level was checked when
+        // the config was read).
+        let level = options.graph_optimization_level.as_deref().and_then(super::config::optimization_level);
         builder = builder
             .with_intra_threads(threads)
-            .and_then(|b| b.with_optimization_level(GraphOptimizationLevel::All))
+            .and_then(|b| b.with_optimization_level(level.unwrap_or(GraphOptimizationLevel::All)))
             .map_err(|e| session_error(ort::Error::<()>::from(e).to_string()))?;
+        if let Some(inter) = options.inter_op_num_threads {
+            builder = builder.with_inter_threads(inter).map_err(|e| session_error(ort::Error::<()>::from(e).to_string()))?;
+        }
+        if options.enable_mem_pattern == Some(false) {
+            builder = builder.with_memory_pattern(false).map_err(|e| session_error(ort::Error::<()>::from(e).to_string()))?;
+        }
+        warnings.extend(unapplied_session_options(options));
         // The folder's own config entries, as onnxruntime-genai applies them, then spinning.
         let from_config = options.config_entries.get(SPINNING_KEY).map(|value| value != "0");
         let spinning = settings.thread_spinning.or(from_config).unwrap_or(SPINNING_BY_DEFAULT);
@@ -341,6 +351,24 @@ impl Decoder {
         cache.tokens.extend_from_slice(new_ids);
         Ok(Logits { first_row: rows.start, rows: rows.len(), vocab: self.io.vocab_size, data: logits, elapsed: started.elapsed(), run_elapsed })
     }
+}
+
+/// genai_config.json session options that onnxruntime-genai applies and ModelDesk does not, each
+/// as a warning for the Model view: a native operator library and a profile file would make
+/// opening a folder load code or write files outside it; the CPU arena switch is not offered by
+/// the ONNX Runtime binding.
+fn unapplied_session_options(options: &super::config::SessionOptions) -> Vec<String> {
+    let mut warnings = Vec::new();
+    if let Some(library) = &options.custom_ops_library {
+        warnings.push(format!("genai_config.json asks to load the operator library `{library}`; ModelDesk never loads native code a model folder names"));
+    }
+    if options.enable_profiling.as_ref().is_some_and(|value| !value.is_null() && value != &serde_json::Value::Bool(false)) {
+        warnings.push("genai_config.json turns on ONNX Runtime profiling; ModelDesk writes a profile only when asked (`--ort-profile`)".into());
+    }
+    if options.enable_cpu_mem_arena == Some(false) {
+        warnings.push("genai_config.json turns off ONNX Runtime's CPU memory arena; ModelDesk keeps it on".into());
+    }
+    warnings
 }
 
 /// A run stopped through `RunOptions::terminate` reports "Exiting due to terminate flag".
