@@ -239,3 +239,48 @@ fn the_cache_grows_in_chunks_is_kept_across_rewinds_and_can_be_freed() {
     assert_eq!(engine.cache_capacity(), 0);
     assert!(engine.cached_ids().is_empty());
 }
+
+#[test]
+fn preparing_the_next_turn_grows_the_cache_between_requests_and_changes_no_id() {
+    let runtime = support::runtime();
+    let mut engine = Engine::load(runtime, &support::tiny_phi3(), &DecoderSettings::default()).unwrap();
+    let options = GenerateOptions { max_length: Some(2048), max_tokens: Some(40), suppress_eos: true, ..Default::default() };
+    let cancel = AtomicBool::new(false);
+    let long_turn = |turn: usize| format!("Turn {turn}: {}", "the river carries boats past the old mill. ".repeat(10));
+    // Four turns of about 150 tokens: the cache crosses a 256-row chunk at least twice.
+    let run = |engine: &mut Engine, prepare: bool| {
+        engine.clear_cache();
+        let mut messages = vec![ChatMessage::new("system", "You are a helpful assistant.")];
+        let mut replies = Vec::new();
+        let mut grew_during_a_request = false;
+        for turn in 1..=4 {
+            messages.push(ChatMessage::new("user", &long_turn(turn)));
+            let before = engine.cache_capacity();
+            let (_, completion) = engine.generate(&Prompt::Chat(messages.clone()), &options, ContextPolicy::Refuse, &cancel, &mut |_| {}).unwrap();
+            grew_during_a_request |= turn > 1 && engine.cache_capacity() != before;
+            assert!(completion.usage.cached_tokens > 0 || turn == 1, "turn {turn} reuses the cache");
+            messages.push(ChatMessage::reply(&completion.text, completion.completion_ids.clone()));
+            if prepare {
+                let held = engine.cached_ids().len();
+                let added = held - completion.usage.cached_tokens;
+                let reserved = engine.prepare_next_turn().unwrap();
+                assert_eq!(reserved, engine.cache_capacity());
+                assert!(reserved >= held + added && reserved % KV_CHUNK_TOKENS == 0, "turn {turn}: {reserved} rows for {held} + {added}");
+            }
+            replies.push(completion.completion_ids);
+        }
+        (replies, grew_during_a_request)
+    };
+    let (plain, plain_grew) = run(&mut engine, false);
+    let (prepared, prepared_grew) = run(&mut engine, true);
+    assert_eq!(plain.len(), 4);
+    assert_eq!(prepared, plain, "the reserve copies every kept row: the same replies");
+    assert!(plain_grew, "without preparation some request grows the cache itself");
+    assert!(!prepared_grew, "with it, no request waits for the cache to grow");
+    // A cleared cache has nothing to prepare; a growing-mode cache holds just its rows.
+    engine.clear_cache();
+    assert_eq!(engine.prepare_next_turn().unwrap(), 0);
+    let growing = GenerateOptions { kv_mode: KvMode::Growing, ..options.clone() };
+    engine.generate(&Prompt::Raw(long_turn(1)), &growing, ContextPolicy::Refuse, &cancel, &mut |_| {}).unwrap();
+    assert_eq!(engine.prepare_next_turn().unwrap(), engine.cached_ids().len());
+}

@@ -100,6 +100,8 @@ pub fn run(engine: &mut Engine, path: &Path, options: &GenerateOptions, as_json:
             );
         }
         messages.push(ChatMessage::reply(&completion.text, completion.completion_ids.clone()));
+        // As the app's worker does between turns (outside the next turn's timing).
+        engine.prepare_next_turn().with_context(|| format!("after turn {}", index + 1))?;
     }
     Ok(())
 }

@@ -15,7 +15,10 @@ use std::{collections::BTreeSet, path::PathBuf, sync::Arc, time::Instant};
 use half::f16;
 use ort::{
     memory::Allocator,
-    session::{RunOptions, Session, SessionInputValue, builder::GraphOptimizationLevel},
+    session::{
+        RunOptions, Session, SessionInputValue,
+        builder::{GraphOptimizationLevel, SessionBuilder},
+    },
     value::{DynValue, Tensor, TensorElementType, ValueType},
 };
 
@@ -147,6 +150,8 @@ impl Decoder {
         let threads = settings.intra_threads.or(options.intra_op_num_threads).unwrap_or_else(default_intra_threads);
         let session_error =
             |message: String| DecoderError::Session { path: folder.decoder.clone(), message };
+        // A builder step's error hands the builder back; only its message is kept.
+        let option_error = |e: ort::Error<SessionBuilder>| session_error(ort::Error::<()>::from(e).to_string());
         let (providers, mut warnings) = execution_providers(&options.provider_options);
         let mut builder = Session::builder(runtime.environment()).map_err(|e| session_error(e.to_string()))?;
         // The folder's own choices, as onnxruntime-genai applies them (the level was checked when
@@ -155,12 +160,12 @@ impl Decoder {
         builder = builder
             .with_intra_threads(threads)
             .and_then(|b| b.with_optimization_level(level.unwrap_or(GraphOptimizationLevel::All)))
-            .map_err(|e| session_error(ort::Error::<()>::from(e).to_string()))?;
+            .map_err(option_error)?;
         if let Some(inter) = options.inter_op_num_threads {
-            builder = builder.with_inter_threads(inter).map_err(|e| session_error(ort::Error::<()>::from(e).to_string()))?;
+            builder = builder.with_inter_threads(inter).map_err(option_error)?;
         }
         if options.enable_mem_pattern == Some(false) {
-            builder = builder.with_memory_pattern(false).map_err(|e| session_error(ort::Error::<()>::from(e).to_string()))?;
+            builder = builder.with_memory_pattern(false).map_err(option_error)?;
         }
         warnings.extend(unapplied_session_options(options));
         // The folder's own config entries, as onnxruntime-genai applies them, then spinning.
@@ -171,14 +176,14 @@ impl Decoder {
                 session_error(format!("session option `{key}` from genai_config.json: {}", ort::Error::<()>::from(e)))
             })?;
         }
-        builder = builder.with_intra_op_spinning(spinning).map_err(|e| session_error(ort::Error::<()>::from(e).to_string()))?;
+        builder = builder.with_intra_op_spinning(spinning).map_err(option_error)?;
         if let Some(prefix) = &settings.ort_profile {
-            builder = builder.with_profiling(prefix).map_err(|e| session_error(ort::Error::<()>::from(e).to_string()))?;
+            builder = builder.with_profiling(prefix).map_err(option_error)?;
         }
         if !providers.is_empty() {
             builder = builder
                 .with_execution_providers(providers.iter().map(|(_, ep)| ep.clone()).collect::<Vec<_>>())
-                .map_err(|e| session_error(ort::Error::<()>::from(e).to_string()))?;
+                .map_err(option_error)?;
         }
         let session = builder.commit_from_file(&folder.decoder).map_err(|e| session_error(e.to_string()))?;
         let io = discover_io(&session, folder)?;
@@ -194,6 +199,29 @@ impl Decoder {
     /// it wrote.
     pub fn end_profiling(&mut self) -> Result<String, DecoderError> {
         self.session.end_profiling().map_err(run_error)
+    }
+
+    /// Grows a shared-mode cache's buffers to hold `rows` rows now (at most `capacity_hint`, by
+    /// the same chunked, at-least-doubling rule a step uses), copying the rows it holds, so the
+    /// step that needs them later does not wait for it. A growing-mode cache has nothing to
+    /// reserve. Returns whether buffers were made.
+    pub fn reserve(&self, cache: &mut KvCache, rows: usize, capacity_hint: usize) -> Result<bool, DecoderError> {
+        if cache.mode != KvMode::Shared {
+            return Ok(false);
+        }
+        if cache.kv_type != self.io.kv_type {
+            return Err(DecoderError::Contract("a KV cache made for another model was passed to this decoder".into()));
+        }
+        let (held, rows) = (cache.len(), rows.min(capacity_hint));
+        let grown = match self.io.kv_type {
+            ElementType::F32 => ensure_capacity::<f32>(f32::shared_buffers(&mut cache.storage), &self.io, held, rows, capacity_hint)?,
+            ElementType::F16 => ensure_capacity::<f16>(f16::shared_buffers(&mut cache.storage), &self.io, held, rows, capacity_hint)?,
+        };
+        if grown {
+            // The binding names the old buffers; the next step binds the new ones.
+            cache.binding = None;
+        }
+        Ok(grown)
     }
 
     /// A handle that stops a running step from another thread.

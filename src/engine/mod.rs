@@ -161,6 +161,17 @@ pub struct Engine {
     pub tokenizer: PromptTokenizer,
     pub facts: ModelFacts,
     cache: Option<KvCache>,
+    /// What the last successful request added to the cache, for [`Self::prepare_next_turn`].
+    last_request: Option<LastRequest>,
+}
+
+/// The size of the last request, from which the next one is guessed.
+#[derive(Debug, Clone, Copy)]
+struct LastRequest {
+    /// Tokens it put into the cache (prompt tokens it did not reuse, plus its reply).
+    added_tokens: usize,
+    /// The max_length it ran with (the cache never grows beyond it).
+    max_length: usize,
 }
 
 impl Engine {
@@ -210,7 +221,7 @@ impl Engine {
         facts.family = family(&facts);
         facts.quantization = quantization(&facts);
         facts.load_ms = started.elapsed().as_secs_f64() * 1000.0;
-        Ok(Self { folder, decoder, tokenizer, facts, cache: None })
+        Ok(Self { folder, decoder, tokenizer, facts, cache: None, last_request: None })
     }
 
     /// The ids whose keys and values the kept cache holds (empty before the first request).
@@ -226,6 +237,23 @@ impl Engine {
     /// Frees the kept cache.
     pub fn clear_cache(&mut self) {
         self.cache = None;
+        self.last_request = None;
+    }
+
+    /// Between requests: grows the kept cache's buffers to also hold a next turn as long as the
+    /// last request (the tokens it added), so that turn's prompt run does not first wait for
+    /// larger buffers and a copy of the kept rows (19 ms at turn 2 of the chat benchmark on the
+    /// Phi-3-mini-shaped model), and a reply crossing a chunk does not stall half-way.
+    /// onnxruntime-genai avoids the wait by reserving max_length up front; this keeps memory to
+    /// at most about twice the conversation. Callers run it while idle, after a reply was
+    /// delivered; it never changes what a request generates. Returns the rows now reserved.
+    pub fn prepare_next_turn(&mut self) -> Result<usize, EngineError> {
+        let (Some(cache), Some(last)) = (self.cache.as_mut(), self.last_request) else {
+            return Ok(self.cache_capacity());
+        };
+        let rows = cache.len().saturating_add(last.added_tokens);
+        self.decoder.reserve(cache, rows, last.max_length)?;
+        Ok(cache.capacity())
     }
 
     /// How many leading tokens of `prompt_ids` [`Self::generate_ids`] would take from the cache.
@@ -326,6 +354,13 @@ impl Engine {
             // A failed run may leave the cache in any state; the next request starts afresh.
             self.cache = None;
         }
+        self.last_request = match (&result, &self.cache) {
+            (Ok(completion), Some(cache)) => Some(LastRequest {
+                added_tokens: cache.len().saturating_sub(completion.usage.cached_tokens),
+                max_length: completion.max_length,
+            }),
+            _ => None,
+        };
         Ok(result?)
     }
 

@@ -186,7 +186,16 @@ fn worker_loop(
             *slot = engine.as_ref().map(|e| e.decoder.canceller());
         }
     };
-    while let Ok(command) = commands.recv() {
+    // A command taken off the channel early (see the end of a reply) and not yet handled.
+    let mut waiting: Option<Command> = None;
+    loop {
+        let command = match waiting.take() {
+            Some(command) => command,
+            None => match commands.recv() {
+                Ok(command) => command,
+                Err(_) => break,
+            },
+        };
         match command {
             Command::Load { path, settings } => {
                 engine = None;
@@ -251,7 +260,18 @@ fn worker_loop(
                     *slot = None;
                 }
                 match result {
-                    Ok(completion) => send(Event::Finished { id, completion: Box::new(completion) }),
+                    Ok(completion) => {
+                        send(Event::Finished { id, completion: Box::new(completion) });
+                        // While the user reads the reply, make room for the next turn, unless a
+                        // command already waits (a server's queue): that one comes first. Best
+                        // effort: if growing fails, the next request's own growth reports why.
+                        match commands.try_recv() {
+                            Ok(next) => waiting = Some(next),
+                            Err(_) => {
+                                let _ = engine.prepare_next_turn();
+                            }
+                        }
+                    }
                     Err(error) => send(Event::Failed { id, message: error.to_string() }),
                 }
             }
