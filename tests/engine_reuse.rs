@@ -253,6 +253,7 @@ fn preparing_the_next_turn_grows_the_cache_between_requests_and_changes_no_id() 
         let mut messages = vec![ChatMessage::new("system", "You are a helpful assistant.")];
         let mut replies = Vec::new();
         let mut grew_during_a_request = false;
+        let mut previous_held = 0;
         for turn in 1..=4 {
             messages.push(ChatMessage::new("user", &long_turn(turn)));
             let before = engine.cache_capacity();
@@ -260,13 +261,20 @@ fn preparing_the_next_turn_grows_the_cache_between_requests_and_changes_no_id() 
             grew_during_a_request |= turn > 1 && engine.cache_capacity() != before;
             assert!(completion.usage.cached_tokens > 0 || turn == 1, "turn {turn} reuses the cache");
             messages.push(ChatMessage::reply(&completion.text, completion.completion_ids.clone()));
+            let held = engine.cached_ids().len();
             if prepare {
-                let held = engine.cached_ids().len();
-                let added = held - completion.usage.cached_tokens;
+                // This turn made the conversation this much longer; the next is taken to be alike.
+                let added = held - previous_held;
+                let before = engine.cache_capacity();
                 let reserved = engine.prepare_next_turn().unwrap();
                 assert_eq!(reserved, engine.cache_capacity());
-                assert!(reserved >= held + added && reserved % KV_CHUNK_TOKENS == 0, "turn {turn}: {reserved} rows for {held} + {added}");
+                // The documented growth rule: whole chunks, at least doubling, within max_length.
+                let wanted = (held + added).next_multiple_of(KV_CHUNK_TOKENS);
+                let expected = if before >= held + added { before } else { wanted.max(2 * before).min(2048) };
+                assert_eq!(reserved, expected, "turn {turn}: {held} held + {added} expected, {before} rows before");
+                assert!(reserved >= (held + added).min(2048));
             }
+            previous_held = held;
             replies.push(completion.completion_ids);
         }
         (replies, grew_during_a_request)
@@ -277,6 +285,19 @@ fn preparing_the_next_turn_grows_the_cache_between_requests_and_changes_no_id() 
     assert_eq!(prepared, plain, "the reserve copies every kept row: the same replies");
     assert!(plain_grew, "without preparation some request grows the cache itself");
     assert!(!prepared_grew, "with it, no request waits for the cache to grow");
+    // A request stopped before its first run added nothing, so nothing more is reserved (were
+    // it counted as adding what the cache holds, the cache would grow: held is over half of it).
+    engine.clear_cache();
+    let turn = vec![ChatMessage::new("system", "You are a helpful assistant."), ChatMessage::new("user", &long_turn(1))];
+    engine.generate(&Prompt::Chat(turn), &options, ContextPolicy::Refuse, &cancel, &mut |_| {}).unwrap();
+    let (held, capacity) = (engine.cached_ids().to_vec(), engine.cache_capacity());
+    assert!(2 * held.len() > capacity, "{} held in {capacity} rows", held.len());
+    let mut longer = held.clone();
+    longer.extend(engine.tokenizer.encode(&long_turn(5)).unwrap());
+    let stopped = engine.generate_ids(&longer, &options, &AtomicBool::new(true), &mut |_| {}).unwrap();
+    assert!(stopped.completion_ids.is_empty());
+    assert_eq!(engine.cached_ids(), &held[..]);
+    assert_eq!(engine.prepare_next_turn().unwrap(), capacity);
     // A cleared cache has nothing to prepare; a growing-mode cache holds just its rows.
     engine.clear_cache();
     assert_eq!(engine.prepare_next_turn().unwrap(), 0);

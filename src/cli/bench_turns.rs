@@ -66,7 +66,9 @@ pub fn run(args: &BenchArgs, turns: usize) -> Result<()> {
             per_turn[turn].push((completion.usage.prompt_tokens, completion.usage.cached_tokens, completion.timings.time_to_first_token_ms));
             messages.push(ChatMessage::reply(&completion.text, completion.completion_ids.clone()));
             // What the app's worker does once a reply is delivered, outside the timed request.
-            engine.prepare_next_turn()?;
+            if turn + 1 < turns {
+                engine.prepare_next_turn()?;
+            }
         }
     }
     args.decoder.finish_profile(&mut engine)?;

@@ -168,7 +168,8 @@ pub struct Engine {
 /// The size of the last request, from which the next one is guessed.
 #[derive(Debug, Clone, Copy)]
 struct LastRequest {
-    /// Tokens it put into the cache (prompt tokens it did not reuse, plus its reply).
+    /// Tokens it put into the cache beyond what the cache already held (the new part of the
+    /// prompt and the reply).
     added_tokens: usize,
     /// The max_length it ran with (the cache never grows beyond it).
     max_length: usize,
@@ -333,6 +334,8 @@ impl Engine {
         on_progress: &mut dyn FnMut(Progress<'_>),
     ) -> Result<Completion, EngineError> {
         let resolved = self.resolve(options)?;
+        // The ids held before, to tell what this request added (see `LastRequest`).
+        let held_before = self.cached_ids().to_vec();
         let config = &self.folder.config;
         let eos = config.eos_token_ids();
         let pad = config.pad_token_id();
@@ -356,7 +359,10 @@ impl Engine {
         }
         self.last_request = match (&result, &self.cache) {
             (Ok(completion), Some(cache)) => Some(LastRequest {
-                added_tokens: cache.len().saturating_sub(completion.usage.cached_tokens),
+                // Not `len - cached_tokens`: a re-read (`ignore_cached_prefix`, the RoPE rewind)
+                // runs the held ids again without making the conversation longer, and a request
+                // that ran nothing (stopped before its first token) added nothing.
+                added_tokens: cache.len().saturating_sub(cache.reusable_prefix(&held_before)),
                 max_length: completion.max_length,
             }),
             _ => None,

@@ -268,7 +268,9 @@ fn worker_loop(
                         match commands.try_recv() {
                             Ok(next) => waiting = Some(next),
                             Err(_) => {
-                                let _ = engine.prepare_next_turn();
+                                // Guarded like every other engine call: a bug here must not
+                                // end the worker.
+                                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| engine.prepare_next_turn()));
                             }
                         }
                     }
