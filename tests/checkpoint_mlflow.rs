@@ -120,7 +120,12 @@ fn mlflow_loads_the_package_and_answers_chat_with_usage() {
             assert_completion(&completions[0], model, limit);
             checked += 1;
         }
-        assert_eq!(results["options"][0]["usage"]["completion_tokens"], 5, "max_tokens is honoured: {}", results["options"]);
+        // Sampled without a seed, a random model may still stop before the limit (one CI run's
+        // reply ended at 4 tokens): then it stopped at EOS, and `assert_completion` has already
+        // checked that the reply is within the limit.
+        let options = &results["options"][0];
+        let reply = options["usage"]["completion_tokens"].as_u64().unwrap_or_default();
+        assert!(reply == 5 || options["choices"][0]["finish_reason"] == "stop", "max_tokens is honoured: {}", results["options"]);
     }
     assert_eq!(checked, 4);
 }
