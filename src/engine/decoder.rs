@@ -209,9 +209,7 @@ impl Decoder {
         if cache.mode != KvMode::Shared {
             return Ok(false);
         }
-        if cache.kv_type != self.io.kv_type {
-            return Err(DecoderError::Contract("a KV cache made for another model was passed to this decoder".into()));
-        }
+        self.check_cache_type(cache)?;
         let (held, rows) = (cache.len(), rows.min(capacity_hint));
         let grown = match self.io.kv_type {
             ElementType::F32 => ensure_capacity::<f32>(f32::shared_buffers(&mut cache.storage), &self.io, held, rows, capacity_hint)?,
@@ -222,6 +220,13 @@ impl Decoder {
             cache.binding = None;
         }
         Ok(grown)
+    }
+
+    fn check_cache_type(&self, cache: &KvCache) -> Result<(), DecoderError> {
+        if cache.kv_type != self.io.kv_type {
+            return Err(DecoderError::Contract("a KV cache made for another model was passed to this decoder".into()));
+        }
+        Ok(())
     }
 
     /// A handle that stops a running step from another thread.
@@ -266,9 +271,7 @@ impl Decoder {
         capacity_hint: usize,
         row: Option<usize>,
     ) -> Result<Logits, DecoderError> {
-        if cache.kv_type != self.io.kv_type {
-            return Err(DecoderError::Contract("a KV cache made for another model was passed to this decoder".into()));
-        }
+        self.check_cache_type(cache)?;
         let past_len = cache.len();
         let total = past_len + new_ids.len();
         let ids = Tensor::from_array(([1usize, new_ids.len()], new_ids.to_vec())).map_err(run_error)?;
