@@ -265,13 +265,13 @@ fn preparing_the_next_turn_grows_the_cache_between_requests_and_changes_no_id() 
             if prepare {
                 // This turn made the conversation this much longer; the next is taken to be alike.
                 let added = held - previous_held;
-                let before = engine.cache_capacity();
+                let rows_before = engine.cache_capacity();
                 let reserved = engine.prepare_next_turn().unwrap();
                 assert_eq!(reserved, engine.cache_capacity());
                 // The documented growth rule: whole chunks, at least doubling, within max_length.
                 let wanted = (held + added).next_multiple_of(KV_CHUNK_TOKENS);
-                let expected = if before >= held + added { before } else { wanted.max(2 * before).min(2048) };
-                assert_eq!(reserved, expected, "turn {turn}: {held} held + {added} expected, {before} rows before");
+                let expected = if rows_before >= held + added { rows_before } else { wanted.max(2 * rows_before).min(2048) };
+                assert_eq!(reserved, expected, "turn {turn}: {held} held + {added} expected, {rows_before} rows before");
                 assert!(reserved >= (held + added).min(2048));
             }
             previous_held = held;
